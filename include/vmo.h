@@ -1,0 +1,373 @@
+/*
+ * libvmo — virtual-memory objects, pagers and a userfaultfd region mapper
+ * for ordinary Linux processes.
+ *
+ * The model (see docs/design.md):
+ *
+ *   vmo_pool_t   frame budget, swap and reclaim.  Every object belongs to a
+ *                pool.
+ *   vmo_t        a memory object: a sized, page-granular container of frames
+ *                (a "container" in Hurd-L4, a "dataspace" in L4Env, a
+ *                vm_object in FreeBSD).  Its frames live in a memfd.  Its
+ *                pager fills absent pages (zeros, a file, user callbacks) and
+ *                takes dirty pages back.
+ *   vmo_space_t  a region mapper: a database of mappings plus handler
+ *                threads that resolve the page faults of those mappings.
+ *
+ * Conventions.  Every call that can fail returns 0 or a negative errno
+ * value and never sets the global errno; constructors hand their result back
+ * through an out-parameter, which is left untouched on failure.  Offsets and
+ * lengths are bytes and must be multiples of VMO_PAGE_SIZE unless a call says
+ * otherwise.  A call that fails changes nothing.  Handles are not reference
+ * checked: using a handle after it was destroyed is undefined behaviour.
+ *
+ * Threads.  All calls are thread-safe.  Pager callbacks run in library or
+ * caller threads with no library lock held; they must not touch memory
+ * mapped through libvmo, and must not call vmo_space_destroy().
+ *
+ * fork().  Mappings made by libvmo are not inherited by a child process
+ * (MADV_DONTFORK): in the child those addresses are unmapped and touching
+ * them raises SIGSEGV, so the child can never see stale or wrong data.  Every
+ * call on a pool, object or space created before the fork returns -ECHILD in
+ * the child, and the destroy calls do nothing there; the child may create new
+ * pools and use them normally.  The parent is unaffected.
+ */
+#ifndef VMO_H
+#define VMO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h> /* PROT_READ, PROT_WRITE */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define VMO_API __attribute__((visibility("default")))
+#else
+#define VMO_API
+#endif
+
+#define VMO_VERSION_MAJOR 0
+#define VMO_VERSION_MINOR 1
+
+/* The page size of every object and mapping. */
+#define VMO_PAGE_SIZE 4096u
+
+/* Largest object: 256 TiB. */
+#define VMO_MAX_SIZE (1ull << 48)
+
+typedef struct vmo_pool vmo_pool_t;   /* frame budget, swap, reclaim */
+typedef struct vmo vmo_t;             /* memory object */
+typedef struct vmo_space vmo_space_t; /* region mapper */
+
+/* ------------------------------------------------------------------ errors */
+
+/*
+ * Library-specific diagnostic codes.  They are never returned by a call;
+ * they appear in statistics (vmo_space_stats_t.kernel_faults) and
+ * vmo_strerror() explains them.
+ */
+#define VMO_EUSERMODE (-10001) /* uffd is user-mode only: syscalls touching
+				  absent mapped pages fail with EFAULT */
+
+/* A static, human-readable text for a negative errno or VMO_E* code. */
+VMO_API const char *vmo_strerror(int err);
+
+/* -------------------------------------------------------------------- pool */
+
+typedef struct vmo_pool_options {
+	size_t size;    /* sizeof(vmo_pool_options_t): lets the struct grow */
+	unsigned flags; /* must be 0 */
+} vmo_pool_options_t;
+
+/*
+ * Create a pool.  opts may be NULL for defaults.
+ * Errors: -EINVAL  opts->size is 0 or larger than this library knows with
+ *                  non-zero unknown tail bytes, or opts->flags is not 0;
+ *         -ENOMEM  out of memory.
+ */
+VMO_API int vmo_pool_create(const vmo_pool_options_t *opts, vmo_pool_t **out);
+
+/*
+ * Drop the caller's reference on a pool.  Objects still alive keep the pool
+ * alive until they go away.  NULL is ignored.
+ */
+VMO_API void vmo_pool_destroy(vmo_pool_t *pool);
+
+typedef struct vmo_pool_stats {
+	uint32_t size;    /* in: sizeof(vmo_pool_stats_t) */
+	uint32_t version; /* out: VMO_POOL_STATS_VERSION */
+	uint64_t objects;          /* live objects */
+	uint64_t resident_pages;   /* frames held by the pool's objects */
+	uint64_t dirty_pages;      /* pages known dirty (see vmo_stats_t) */
+	uint64_t writeback_errors; /* failed write-backs, incl. at release */
+} vmo_pool_stats_t;
+#define VMO_POOL_STATS_VERSION 1
+
+/*
+ * Read pool counters.  st->size must be set by the caller; at most that many
+ * bytes are written.
+ * Errors: -EINVAL st->size smaller than the first two fields; -ECHILD after
+ *         fork (see above).
+ */
+VMO_API int vmo_pool_stats(vmo_pool_t *pool, vmo_pool_stats_t *st);
+
+/* ----------------------------------------------------------------- objects */
+
+/* vmo_create_file flags: exactly one of */
+#define VMO_FILE_SHARED 0x1u  /* dirty pages are written back to the file */
+#define VMO_FILE_PRIVATE 0x2u /* the file is never written */
+
+/*
+ * Create an anonymous, zero-filled object of `size` bytes.  Objects are
+ * sparse: only touched pages cost memory.  flags must be 0.
+ * Errors: -EINVAL size 0 or not page aligned, or unknown flags;
+ *         -EFBIG  size > VMO_MAX_SIZE;
+ *         -ENOMEM / -EMFILE / -ENFILE  resources exhausted;
+ *         -ECHILD pool created before fork().
+ */
+VMO_API int vmo_create(vmo_pool_t *pool, uint64_t size, unsigned flags,
+		       vmo_t **out);
+
+/*
+ * Create an object whose pages come from bytes [offset, offset+size) of a
+ * regular file (or memfd).  The library dup()s fd; the caller may close it.
+ * The range may end at most in the page that contains end of file: bytes of
+ * that page beyond end of file read as zeros and are never written back.
+ * VMO_FILE_SHARED writes dirty pages back on vmo_sync() and when the last
+ * reference goes; if fd is not open for writing (or is O_APPEND) the object
+ * is read-only: it can be read and mapped PROT_READ, but vmo_write and
+ * writable mappings fail with -EACCES.  VMO_FILE_PRIVATE reads the file and
+ * keeps every change in memory; it is always writable.
+ * Errors: -EINVAL  offset or size misaligned, size 0, flags not exactly one
+ *                  of VMO_FILE_SHARED / VMO_FILE_PRIVATE, or the range
+ *                  extends past the page containing end of file;
+ *         -EBADF   fd is not an open descriptor;
+ *         -ENODEV  fd is not a regular file or memfd;
+ *         -EACCES  fd is not open for reading;
+ *         -EFBIG   size > VMO_MAX_SIZE;  -ENOMEM, -EMFILE;  -ECHILD.
+ */
+VMO_API int vmo_create_file(vmo_pool_t *pool, int fd, uint64_t offset,
+			    uint64_t size, unsigned flags, vmo_t **out);
+
+typedef struct vmo_pager_ops {
+	/* Fill buf with len bytes of the object at offset (page aligned,
+	 * len a multiple of the page size).  0 or -errno. */
+	int (*read)(void *ctx, uint64_t offset, void *buf, size_t len);
+	/* Write back len bytes at offset.  NULL = read-only pager: the
+	 * object cannot be mapped writable and vmo_write returns -EACCES. */
+	int (*write)(void *ctx, uint64_t offset, const void *buf, size_t len);
+	/* The object's last reference is gone (after the final write-back).
+	 * May be NULL. */
+	void (*release)(void *ctx);
+} vmo_pager_ops_t;
+
+/*
+ * Create an object filled and written back by user callbacks.  read is
+ * called exactly once per page fill, even when many threads fault the same
+ * page at once, and never with a library lock held.  flags must be 0.
+ * Errors: -EINVAL size 0 / misaligned, ops or ops->read NULL, unknown flags;
+ *         -EFBIG; -ENOMEM; -ECHILD.
+ */
+VMO_API int vmo_create_pager(vmo_pool_t *pool, uint64_t size,
+			     const vmo_pager_ops_t *ops, void *ctx,
+			     unsigned flags, vmo_t **out);
+
+/* Take / drop a reference.  A mapping holds one.  On the last vmo_unref a
+ * write-back object writes its dirty pages back (errors are counted in the
+ * pool's writeback_errors: call vmo_sync first to see them), then the
+ * pager's release runs.  NULL is ignored by both. */
+VMO_API void vmo_ref(vmo_t *obj);
+VMO_API void vmo_unref(vmo_t *obj);
+
+/* Size in bytes (0 for NULL). */
+VMO_API uint64_t vmo_size(const vmo_t *obj);
+
+/*
+ * Copy bytes out of / into an object without a mapping.  offset and len
+ * need no alignment; len may be 0 (no-op).  Absent pages are filled by the
+ * pager first (vmo_write skips the fill for pages it overwrites whole).
+ * Errors: -EINVAL  buf NULL with len > 0;
+ *         -ERANGE  [offset, offset+len) not inside the object;
+ *         -EIO     the pager failed to fill a page (nothing copied from that
+ *                  page on; for vmo_write nothing was written);
+ *         -EACCES  vmo_write on an object whose pager cannot write back
+ *                  (a file opened read-only, a pager without write);
+ *         -ENOMEM; -ECHILD.
+ */
+VMO_API int vmo_read(vmo_t *obj, uint64_t offset, void *buf, size_t len);
+VMO_API int vmo_write(vmo_t *obj, uint64_t offset, const void *buf,
+		      size_t len);
+
+/*
+ * vmo_commit: make [offset, offset+len) resident now.
+ * vmo_decommit: release the frames of the range.  Anonymous objects then
+ *   read zeros there; pager-backed objects refetch from the pager, after
+ *   dirty pages of write-back objects were written back first (so decommit
+ *   never loses data that has a backing store; VMO_FILE_PRIVATE changes are
+ *   discarded).  Mappings of the range fault the pages in again.
+ * vmo_sync: write dirty pages of the range back to the pager (file or
+ *   write callback); no-op for objects without write-back.
+ * Errors (all three): -EINVAL misaligned offset/len or len 0;
+ *         -ERANGE range outside the object;
+ *         -EIO    pager read (commit) or write-back (sync, decommit) failed:
+ *                 failed pages stay dirty and resident;
+ *         -ENOMEM; -ECHILD.
+ */
+VMO_API int vmo_commit(vmo_t *obj, uint64_t offset, uint64_t len);
+VMO_API int vmo_decommit(vmo_t *obj, uint64_t offset, uint64_t len);
+VMO_API int vmo_sync(vmo_t *obj, uint64_t offset, uint64_t len);
+
+typedef struct vmo_stats {
+	uint32_t size;    /* in: sizeof(vmo_stats_t) */
+	uint32_t version; /* out: VMO_STATS_VERSION */
+	uint64_t size_bytes;
+	uint64_t resident_pages;
+	uint64_t dirty_pages;   /* known dirty: vmo_write, and writes through
+				   mappings as of the last vmo_sync scan */
+	uint64_t mappings;      /* live mappings */
+	uint64_t faults;        /* faults resolved on this object, any space */
+	uint64_t pages_filled;  /* pages made resident by the pager */
+	uint64_t pager_reads;   /* read callbacks / file reads */
+	uint64_t pager_read_bytes;
+	uint64_t pager_writes;  /* write-back calls */
+	uint64_t pager_write_bytes;
+	uint64_t pager_errors;  /* failed reads + failed writes */
+	uint64_t decommitted_pages;
+} vmo_stats_t;
+#define VMO_STATS_VERSION 1
+
+/* Errors: -EINVAL st->size too small; -ECHILD. */
+VMO_API int vmo_stats(vmo_t *obj, vmo_stats_t *st);
+
+/* ------------------------------------------------------------------ spaces */
+
+/* vmo_space_options_t.flags */
+#define VMO_SPACE_USER_MODE_ONLY 0x1u /* use a user-mode-only userfaultfd
+					  even where a full one is allowed */
+
+typedef struct vmo_space_options {
+	size_t size;              /* sizeof(vmo_space_options_t) */
+	unsigned handler_threads; /* 0 = number of online CPUs; max 64 */
+	unsigned flags;           /* VMO_SPACE_* */
+	uint64_t max_cluster;     /* largest fault-around cluster in bytes;
+				     0 = 2 MiB; a power of two in
+				     [VMO_PAGE_SIZE, 64 MiB] */
+} vmo_space_options_t;
+
+/*
+ * Create a region mapper with its userfaultfd and handler threads.
+ * Errors: -EINVAL  bad options (size, unknown flags, thread count > 64,
+ *                  max_cluster not a power of two in range);
+ *         -ENOSYS / -ENOTSUP  the kernel lacks userfaultfd on shared memory
+ *                  with MISSING and MINOR faults (needs Linux >= 5.14);
+ *         -EPERM   userfaultfd is not permitted at all;
+ *         -ENOMEM, -EAGAIN (threads), -EMFILE;  -ECHILD.
+ */
+VMO_API int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
+			     vmo_space_t **out);
+
+/*
+ * Unmap every mapping still present (touching them afterwards raises
+ * SIGSEGV), stop and join the handler threads, free everything.  Must not be
+ * called from a pager callback.  NULL is ignored.
+ */
+VMO_API void vmo_space_destroy(vmo_space_t *space);
+
+/* vmo_map flags */
+#define VMO_MAP_FIXED 0x1u    /* map exactly at *addr, replacing what is
+				 there (like MAP_FIXED) */
+#define VMO_MAP_POPULATE 0x2u /* fill and map the whole range now */
+
+/*
+ * Map [offset, offset+len) of obj with prot (PROT_READ, optionally
+ * |PROT_WRITE, or PROT_NONE).  The mapping holds a reference on obj.
+ * On success *addr is the mapping's address.
+ * Errors: -EINVAL  misaligned offset, len or fixed address, len 0, unknown flags or
+ *                  prot bits, addr NULL;
+ *         -ERANGE  range outside the object;
+ *         -EACCES  PROT_WRITE on an object that cannot be written back
+ *                  (file opened read-only, pager without write);
+ *         -EEXIST  VMO_MAP_FIXED over part of another libvmo mapping;
+ *         -EIO     VMO_MAP_POPULATE and the pager failed (nothing mapped);
+ *         -ENOMEM  out of memory or address space (vm.max_map_count);
+ *         -ECHILD.
+ */
+VMO_API int vmo_map(vmo_space_t *space, vmo_t *obj, uint64_t offset,
+		    size_t len, int prot, unsigned flags, void **addr);
+
+/*
+ * Unmap [addr, addr+len), which may cover several mappings or part of one
+ * (the rest stays mapped: trimmed or split).  Writes made through the range
+ * are remembered for the next vmo_sync.
+ * Errors: -EINVAL misaligned or len 0;
+ *         -ENOENT some page of the range is not mapped by this space
+ *                 (nothing is unmapped then);
+ *         -ENOMEM splitting would exceed vm.max_map_count; -ECHILD.
+ */
+VMO_API int vmo_unmap(vmo_space_t *space, void *addr, size_t len);
+
+/*
+ * Change the protection of [addr, addr+len) (all of it mapped by space).
+ * Errors: -EINVAL misaligned, len 0, unknown prot bits;
+ *         -ENOENT part of the range is not mapped by this space;
+ *         -EACCES PROT_WRITE on an object that cannot be written back;
+ *         -ENOMEM; -ECHILD.
+ */
+VMO_API int vmo_protect(vmo_space_t *space, void *addr, size_t len, int prot);
+
+/* vmo_advise advice */
+#define VMO_ADV_NORMAL 0     /* adaptive fault-around (default) */
+#define VMO_ADV_SEQUENTIAL 1 /* largest clusters from the first fault */
+#define VMO_ADV_RANDOM 2     /* one page per fault */
+#define VMO_ADV_WILLNEED 3   /* fill and map the range now */
+#define VMO_ADV_DONTNEED 4   /* drop the range's page-table entries; the
+				data stays in the object and the next touch
+				maps it again */
+
+/*
+ * Errors: -EINVAL misaligned, len 0, unknown advice;
+ *         -ENOENT part of the range is not mapped by this space;
+ *         -EIO    WILLNEED and the pager failed; -ECHILD.
+ */
+VMO_API int vmo_advise(vmo_space_t *space, void *addr, size_t len,
+		       int advice);
+
+#define VMO_LAT_BUCKETS 32
+typedef struct vmo_space_stats {
+	uint32_t size;    /* in: sizeof(vmo_space_stats_t) */
+	uint32_t version; /* out: VMO_SPACE_STATS_VERSION */
+	uint32_t handler_threads;
+	/* 0 if system calls touching absent mapped pages are served;
+	 * otherwise why not (VMO_EUSERMODE, see vmo_strerror). */
+	int32_t kernel_faults;
+	uint64_t mappings;
+	uint64_t faults_missing;   /* page absent from the object's memfd */
+	uint64_t faults_minor;     /* resident page not yet mapped here */
+	uint64_t faults_wp;        /* write-protect faults (sync WP mode) */
+	uint64_t faults_write;     /* of all faults, those caused by writes */
+	uint64_t faults_spurious;  /* already resolved / unmapped meanwhile */
+	uint64_t pages_filled;     /* pages made resident for faults */
+	uint64_t pages_mapped;     /* pages installed in page tables */
+	uint64_t clusters;         /* faults resolved with more than a page */
+	uint64_t pager_calls;
+	uint64_t pager_bytes;
+	uint64_t errors;           /* pager failures seen by faults */
+	uint64_t sigbus;           /* faults answered with SIGBUS (poison) */
+	uint64_t waits;            /* faults that waited for another filler */
+	/* Service time of each fault in a handler thread, from reading the
+	 * fault to waking the faulting thread: bucket i counts faults that
+	 * took [2^i, 2^(i+1)) ns (bucket 0 also takes < 1 ns). */
+	uint64_t latency_ns_log2[VMO_LAT_BUCKETS];
+} vmo_space_stats_t;
+#define VMO_SPACE_STATS_VERSION 1
+
+/* Errors: -EINVAL st->size too small; -ECHILD. */
+VMO_API int vmo_space_stats(vmo_space_t *space, vmo_space_stats_t *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VMO_H */

@@ -1,0 +1,460 @@
+/*
+ * fault.c — the handler threads: read a fault from the space's
+ * userfaultfd, find the mapping and page, have the object make the page
+ * resident, install it, wake the faulting thread.
+ *
+ * A fault, top to bottom:
+ *
+ *   handler_main      read(uffd) -> up to 16 messages
+ *   resolve()         under space->lock (read): which mapping, which object
+ *                     page; pick a cluster with the fault-around predictor;
+ *                     take an object reference; drop the lock
+ *   vmo__obj_claim()  object.c: the run of pages starting at the fault page
+ *                     that are ABSENT (now FILLING, ours) or RESIDENT
+ *   pager             fill the run into this thread's bounce buffer (no
+ *                     lock held; exactly once per page)
+ *   install           under space->lock (read), mapping revalidated by id:
+ *                     UFFDIO_COPY (filled run; also puts the frames into
+ *                     the memfd), UFFDIO_ZEROPAGE (anonymous run) or
+ *                     UFFDIO_CONTINUE (resident run); each wakes the
+ *                     faulting thread
+ *   vmo__obj_fill_done()  FILLING -> RESIDENT, wake waiters
+ *
+ * Registration is MISSING|MINOR (+WP for write-back objects when the
+ * kernel has WP_ASYNC): a page absent from the memfd raises MISSING, a page
+ * in the memfd but not yet in this mapping's page table raises MINOR, so
+ * every page-table entry of a libvmo mapping is installed here.  That is
+ * what lets write-back mappings install every page write-protected (the
+ * first write is then logged by the kernel for vmo_sync) and leaves the
+ * door open to reference sampling for eviction.
+ *
+ * Races.  Installing holds space->lock for reading and checks the mapping
+ * id, so unmap (which needs the lock for writing) never races an install.
+ * CONTINUE maps whatever the memfd holds, so a decommit that punches a page
+ * between claim and install makes CONTINUE fail with EFAULT; the fault is
+ * then retried from the claim.  EEXIST (already mapped by a concurrent
+ * fault) is skipped; the faulting thread is woken explicitly whenever the
+ * ioctl that would have woken it did not cover its page.  A pager failure
+ * poisons the fault page (UFFDIO_POISON): the faulting thread gets SIGBUS.
+ *
+ * Fault-around: each mapping keeps VMO__FA_STREAMS sequential streams
+ * (expected next page and window), so threads scanning different parts of
+ * one mapping each keep their own.  A fault at a stream's expected page doubles its window
+ * up to max_cluster; any other fault starts a new stream with one page.
+ * VMO_ADV_SEQUENTIAL starts at max_cluster; VMO_ADV_RANDOM always uses one.
+ *
+ * Shutdown: handler threads block in read(2), which nothing interrupts, so
+ * vmo__handlers_stop() rings a doorbell: it touches a private page
+ * registered with the uffd; the handler that reads that fault resolves it
+ * and exits.  One ring per thread.
+ */
+#include "vmo_internal.h"
+#include "sys/uapi.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MSG_BATCH 16
+
+/* ---------------------------------------------------------- fault-around */
+
+/* Returns the window for a fault at pg and the stream slot it belongs to. */
+static uint64_t fa_window(struct vmo__mapping *m, uint64_t pg, uint64_t maxw,
+			  unsigned *slot)
+{
+	int adv = ATOMIC_LOAD(&m->advice);
+	*slot = 0;
+	if (adv == VMO_ADV_RANDOM)
+		return 1;
+	if (adv == VMO_ADV_SEQUENTIAL)
+		return maxw;
+	for (unsigned i = 0; i < VMO__FA_STREAMS; i++) {
+		if (ATOMIC_LOAD(&m->fa[i].next) == pg) {
+			uint32_t w = ATOMIC_LOAD(&m->fa[i].window);
+			*slot = i;
+			return w ? MIN((uint64_t)w * 2, maxw) : 1;
+		}
+	}
+	/* a new stream replaces the oldest */
+	*slot = ATOMIC_INC(&m->fa_clock) % VMO__FA_STREAMS;
+	return 1;
+}
+
+static void fa_update(struct vmo__mapping *m, unsigned slot, uint64_t pg,
+		      uint64_t k, uint64_t w)
+{
+	__atomic_store_n(&m->fa[slot].next, pg + k, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->fa[slot].window, (uint32_t)w, __ATOMIC_RELAXED);
+}
+
+/* --------------------------------------------------------------- ioctls */
+
+static void uffd_wake(int uffd, uintptr_t addr, uint64_t len)
+{
+	struct uffdio_range r = {.start = addr, .len = len};
+	ioctl(uffd, UFFDIO_WAKE, &r);
+}
+
+/*
+ * Install pages [addr, addr+len) with one of COPY / ZEROPAGE / CONTINUE.
+ * Returns bytes installed from addr before the first failure; *err is 0 or
+ * the errno of the failure (EEXIST: a page was already mapped).
+ */
+enum inst { INST_COPY, INST_ZERO, INST_CONT };
+static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
+			const void *src, bool wp, int *err)
+{
+	uint64_t done = 0;
+	*err = 0;
+	while (done < len) {
+		long r;
+		int64_t n;
+		if (how == INST_COPY) {
+			struct uffdio_copy c = {
+				.dst = addr + done,
+				.src = (uintptr_t)src + done,
+				.len = len - done,
+				.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+			};
+			r = ioctl(uffd, UFFDIO_COPY, &c);
+			n = c.copy;
+		} else if (how == INST_ZERO) {
+			struct uffdio_zeropage z = {
+				.range = {addr + done, len - done},
+			};
+			r = ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+			n = z.zeropage;
+		} else {
+			struct uffdio_continue c = {
+				.range = {addr + done, len - done},
+				.mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+			};
+			r = ioctl(uffd, UFFDIO_CONTINUE, &c);
+			n = c.mapped;
+		}
+		if (n > 0)
+			done += (uint64_t)n;
+		if (r == 0)
+			break;
+		if (errno == EAGAIN && n > 0)
+			continue; /* partial progress: go on from there */
+		if (errno == EINTR || (errno == EAGAIN && n <= 0))
+			continue;
+		*err = errno;
+		break;
+	}
+	return done;
+}
+
+static void poison(vmo_space_t *s, uintptr_t addr)
+{
+	if (s->poison) {
+		struct uffdio_poison p = {.range = {addr, PS}, .mode = 0};
+		if (ioctl(s->uffd, UFFDIO_POISON, &p) == 0 ||
+		    errno == EEXIST)
+			return;
+	}
+	/* No poison: let the thread fault again (the pager is retried). */
+	uffd_wake(s->uffd, addr, PS);
+}
+
+/* ---------------------------------------------------------------- resolve */
+
+/* The part of a mapping a resolve needs after dropping space->lock. */
+struct target {
+	vmo_t *obj;
+	uint64_t id;
+	uintptr_t base;   /* address of object page 0 in this mapping */
+	uint64_t pg_lo;   /* object pages mapped: [pg_lo, pg_hi) */
+	uint64_t pg_hi;
+	bool wp;
+	struct vmo__mapping *m;
+};
+
+/* Revalidate under space->lock (read): is the mapping still there, and
+ * which part of [pg, pg+k) does it still cover?  Returns pages covered from
+ * pg (0 if gone or pg itself no longer mapped). */
+static uint64_t revalidate(vmo_space_t *s, struct target *t, uint64_t pg,
+			   uint64_t k)
+{
+	struct vmo__mapping *m =
+		vmo__space_lookup(s, t->base + pg * PS);
+	if (!m || m->id != t->id)
+		return 0;
+	uint64_t hi = (m->off + m->len) / PS;
+	return MIN(k, hi - pg);
+}
+
+enum { R_DONE = 0, R_RETRY = 1 };
+
+/*
+ * Make object page `pg` (and a cluster after it, window w) resident and
+ * mapped in t's mapping.  `fault` says a thread waits on that page.
+ * Returns pages handled from pg (>= 1), or a negative errno (-EIO: pager
+ * failed, -ENOENT: mapping gone).
+ */
+static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
+			   uint64_t w, bool fault, void *buf,
+			   struct vmo__hstats *st)
+{
+	vmo_t *o = t->obj;
+	uint64_t n = MIN(w, t->pg_hi - pg);
+	uintptr_t faddr = t->base + pg * PS;
+	for (;;) {
+		uint64_t k;
+		bool waited = false;
+		int cls = vmo__obj_claim(o, pg, n, &k, &waited);
+		if (waited)
+			OWNER_ADD(&st->waits, 1);
+		if (cls < 0)
+			return cls;
+		int err = 0;
+		uint64_t got = 0;
+		if (cls == VMO__RUN_FILL) {
+			bool zero = vmo__obj_zero_fill(o);
+			if (!zero) {
+				int r = vmo__pager_read(o, pg, k, buf);
+				OWNER_ADD(&st->pager_calls, 1);
+				if (r) {
+					vmo__obj_fill_done(o, pg, k, false);
+					OWNER_ADD(&st->errors, 1);
+					if (fault) {
+						pthread_rwlock_rdlock(&s->lock);
+						if (revalidate(s, t, pg, 1))
+							poison(s, faddr);
+						pthread_rwlock_unlock(&s->lock);
+						OWNER_ADD(&st->sigbus, 1);
+					}
+					return -EIO;
+				}
+				OWNER_ADD(&st->pager_bytes, k * PS);
+			}
+			pthread_rwlock_rdlock(&s->lock);
+			uint64_t cover = revalidate(s, t, pg, k);
+			if (cover)
+				got = install(s->uffd, zero ? INST_ZERO : INST_COPY,
+					      faddr, cover * PS, buf, t->wp,
+					      &err) / PS;
+			pthread_rwlock_unlock(&s->lock);
+			/* Pages not installed keep their data: store them in
+			 * the memfd so the fill is not lost. */
+			int r = 0;
+			if (got < k) {
+				if (zero)
+					r = fallocate(o->memfd, 0,
+						      (off_t)((pg + got) * PS),
+						      (off_t)((k - got) * PS))
+						    ? -errno
+						    : 0;
+				else
+					r = vmo__memfd_store(
+						o, pg + got, k - got,
+						(char *)buf + got * PS);
+			}
+			vmo__obj_fill_done(o, pg, k, r == 0);
+			OWNER_ADD(&st->filled, r == 0 ? k : got);
+			OWNER_ADD(&st->mapped, got);
+			if (k > 1)
+				OWNER_ADD(&st->clusters, 1);
+			if (fault && got == 0)
+				uffd_wake(s->uffd, faddr, PS);
+			if (!cover)
+				return -ENOENT;
+			return (int64_t)k;
+		}
+		/* resident run: map it */
+		pthread_rwlock_rdlock(&s->lock);
+		uint64_t cover = revalidate(s, t, pg, k);
+		uint64_t a = 0;
+		while (cover && a < cover) {
+			got = install(s->uffd, INST_CONT, faddr + a * PS,
+				      (cover - a) * PS, NULL, t->wp, &err) / PS;
+			OWNER_ADD(&st->mapped, got);
+			a += got;
+			if (!err)
+				break;
+			if (err == EEXIST) {
+				a++; /* already mapped: skip it */
+				continue;
+			}
+			break; /* EFAULT: punched meanwhile; others: give up */
+		}
+		pthread_rwlock_unlock(&s->lock);
+		if (!cover)
+			return -ENOENT;
+		if (err == EFAULT && a == 0)
+			continue; /* our page was decommitted: claim again */
+		if (k > 1)
+			OWNER_ADD(&st->clusters, 1);
+		if (fault && (a == 0 || err))
+			uffd_wake(s->uffd, faddr, PS);
+		return (int64_t)MAX(a, 1);
+	}
+}
+
+/* Look up addr and fill *t.  Space lock held for reading. */
+static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
+		      uint64_t *pg)
+{
+	struct vmo__mapping *m = vmo__space_lookup(s, addr);
+	if (!m)
+		return false;
+	t->m = m;
+	t->obj = m->obj;
+	t->id = m->id;
+	t->base = m->addr - m->off;
+	t->pg_lo = m->off / PS;
+	t->pg_hi = (m->off + m->len) / PS;
+	t->wp = m->track_wp;
+	*pg = (addr - t->base) / PS;
+	vmo_ref(m->obj);
+	return true;
+}
+
+static void handle_fault(struct vmo__handler *h, uintptr_t addr,
+			 uint64_t flags, uint64_t t0)
+{
+	vmo_space_t *s = h->space;
+	struct vmo__hstats *st = &h->st;
+	struct target t;
+	uint64_t pg, w = 1;
+	unsigned slot = 0;
+	addr &= ~(uintptr_t)(PS - 1);
+
+	if (flags & UFFD_PAGEFAULT_FLAG_WP)
+		OWNER_ADD(&st->wp, 1);
+	else if (flags & UFFD_PAGEFAULT_FLAG_MINOR)
+		OWNER_ADD(&st->minor, 1);
+	else
+		OWNER_ADD(&st->missing, 1);
+	if (flags & UFFD_PAGEFAULT_FLAG_WRITE)
+		OWNER_ADD(&st->write, 1);
+
+	pthread_rwlock_rdlock(&s->lock);
+	bool found = target_of(s, addr, &t, &pg);
+	if (found)
+		w = fa_window(t.m, pg, s->max_cluster_pages, &slot);
+	pthread_rwlock_unlock(&s->lock);
+	if (!found) {
+		/* unmapped meanwhile: let the thread retry (and SIGSEGV) */
+		OWNER_ADD(&st->spurious, 1);
+		uffd_wake(s->uffd, addr, PS);
+		return;
+	}
+	ATOMIC_INC(&t.obj->st_faults);
+	int64_t r = resolve_run(s, &t, pg, w, true, h->buf, st);
+	if (r == -ENOENT)
+		OWNER_ADD(&st->spurious, 1);
+	if (r > 0) {
+		/* only the mapping's own struct holds the predictor; it is
+		 * still alive if revalidation succeeded, which r > 0 says,
+		 * but an unmap may have run since: re-look it up. */
+		pthread_rwlock_rdlock(&s->lock);
+		struct vmo__mapping *m = vmo__space_lookup(s, addr);
+		if (m && m->id == t.id)
+			fa_update(m, slot, pg, (uint64_t)r, w);
+		pthread_rwlock_unlock(&s->lock);
+	}
+	vmo_unref(t.obj);
+	uint64_t dt = vmo__now_ns() - t0;
+	OWNER_ADD(&st->lat[vmo__log2_bucket(dt)], 1);
+}
+
+int vmo__populate(vmo_space_t *s, uintptr_t addr, uint64_t len,
+		  struct vmo__hstats *st, void *buf)
+{
+	uintptr_t end = addr + len;
+	while (addr < end) {
+		struct target t;
+		uint64_t pg;
+		pthread_rwlock_rdlock(&s->lock);
+		bool found = target_of(s, addr, &t, &pg);
+		pthread_rwlock_unlock(&s->lock);
+		if (!found)
+			return -ENOENT;
+		uint64_t w = MIN(s->max_cluster_pages, (end - addr) / PS);
+		int64_t r = resolve_run(s, &t, pg, w, false, buf, st);
+		vmo_unref(t.obj);
+		if (r < 0)
+			return (int)r;
+		addr += (uint64_t)r * PS;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------- threads */
+
+static void *handler_main(void *arg)
+{
+	struct vmo__handler *h = arg;
+	vmo_space_t *s = h->space;
+	struct uffd_msg msgs[MSG_BATCH];
+	bool quit = false;
+
+	while (!quit) {
+		ssize_t n = read(s->uffd, msgs, sizeof msgs);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			break; /* the uffd is unusable: nothing to serve */
+		}
+		uint64_t t0 = vmo__now_ns();
+		for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				continue;
+			uintptr_t a = (uintptr_t)msgs[i].arg.pagefault.address;
+			if ((a & ~(uintptr_t)(PS - 1)) ==
+			    (uintptr_t)s->doorbell) {
+				struct uffdio_zeropage z = {
+					.range = {(uintptr_t)s->doorbell, PS}};
+				ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
+				if (ATOMIC_LOAD(&s->stopping))
+					quit = true;
+				continue;
+			}
+			handle_fault(h, a, msgs[i].arg.pagefault.flags, t0);
+		}
+	}
+	return NULL;
+}
+
+int vmo__handlers_start(vmo_space_t *s)
+{
+	for (unsigned i = 0; i < s->nthreads; i++) {
+		struct vmo__handler *h = &s->handlers[i];
+		h->space = s;
+		if (posix_memalign(&h->buf, PS, s->max_cluster_pages * PS)) {
+			h->buf = NULL;
+			return -ENOMEM;
+		}
+	}
+	for (unsigned i = 0; i < s->nthreads; i++) {
+		int r = pthread_create(&s->handlers[i].thread, NULL,
+				       handler_main, &s->handlers[i]);
+		if (r) {
+			/* stop the ones that started */
+			unsigned started = i;
+			s->nthreads = started;
+			vmo__handlers_stop(s);
+			return -r;
+		}
+	}
+	return 0;
+}
+
+void vmo__handlers_stop(vmo_space_t *s)
+{
+	__atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
+	volatile char *bell = s->doorbell;
+	for (unsigned i = 0; i < s->nthreads; i++) {
+		/* Each touch blocks until a handler resolves it; that
+		 * handler then exits.  Zap the zero page to re-arm. */
+		(void)*bell;
+		madvise(s->doorbell, PS, MADV_DONTNEED);
+	}
+	for (unsigned i = 0; i < s->nthreads; i++)
+		pthread_join(s->handlers[i].thread, NULL);
+}

@@ -1,0 +1,769 @@
+/*
+ * object.c — memory objects: their frames, page table and state machine,
+ * and the explicit calls (read, write, commit, decommit, sync).
+ *
+ * What it owns.  An object is a sized container of pages.  Its frames live
+ * in a memfd: page k of the object is page k of the memfd, so a frame
+ * filled once is seen by every mapping of the object in every space, and
+ * fallocate(PUNCH_HOLE) releases it everywhere at once.  The page table
+ * (ptable.c) holds one state byte per page; the state machine is
+ *
+ *     ABSENT --claim--> FILLING --fill_done(ok)--> RESIDENT [+DIRTY]
+ *        ^                 |                         |    ^
+ *        |        fill_done(failed)          sync    |    | done
+ *        +-----------------+                         v    |
+ *        +------------- decommit ------------- WRITEBACK -+
+ *
+ * FILLING and WRITEBACK are busy states: the thread that set them owns the
+ * page and runs the pager with no lock held; others wait on obj->cv.  A
+ * FILLING page is invisible (nobody maps or reads it), so the pager's read
+ * runs exactly once per fill however many threads want the page.  A
+ * WRITEBACK page stays readable and mappable; writers wait.
+ *
+ * Dirty tracking.  vmo_write marks pages DIRTY directly.  Writes through
+ * mappings of write-back objects are logged by the kernel (userfaultfd
+ * WP_ASYNC: a written page loses its write-protect bit) and harvested into
+ * DIRTY by PAGEMAP_SCAN, which also re-protects them, at vmo_sync, unmap
+ * and decommit.  Without WP_ASYNC every resident page of an object that
+ * had a writable mapping since the last sync counts as dirty.
+ *
+ * Locks.  obj->lock guards the page table, the counters and the list of
+ * mappings; it is taken after space->lock and before pool->lock.  It is
+ * never held across pager I/O or across copies to or from caller memory
+ * (which may fault into a libvmo mapping and need a handler thread that
+ * wants this lock); preads and pwrites of the memfd into library scratch
+ * buffers are done under it, which is what makes vmo_read atomic with
+ * respect to decommit.
+ */
+#include "vmo_internal.h"
+#include "sys/uapi.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Explicit calls work in chunks of this many bytes of scratch buffer. */
+#define IO_CHUNK (256u * 1024u)
+/* Runs filled or written back at once by explicit calls. */
+#define RUN_PAGES 512u
+
+static inline bool st_resident(uint8_t b)
+{
+	uint8_t s = PG_STATE(b);
+	return s == PG_RESIDENT || s == PG_WRITEBACK;
+}
+
+/* Set the state byte of pg and keep counters in step.  obj->lock held. */
+static int pg_set(vmo_t *o, uint64_t pg, uint8_t old, uint8_t nv)
+{
+	int r = vmo__pt_set(&o->pt, pg, nv);
+	if (r)
+		return r;
+	int dres = (int)st_resident(nv) - (int)st_resident(old);
+	int ddirty = (int)!!(nv & PG_DIRTY) - (int)!!(old & PG_DIRTY);
+	if (dres) {
+		o->nresident += (uint64_t)(int64_t)dres;
+		ATOMIC_ADD(&o->pool->resident_pages, (uint64_t)(int64_t)dres);
+	}
+	if (ddirty) {
+		o->ndirty += (uint64_t)(int64_t)ddirty;
+		ATOMIC_ADD(&o->pool->dirty_pages, (uint64_t)(int64_t)ddirty);
+	}
+	return 0;
+}
+
+static void wake_waiters(vmo_t *o)
+{
+	if (o->waiters)
+		pthread_cond_broadcast(&o->cv);
+}
+
+static void wait_locked(vmo_t *o)
+{
+	o->waiters++;
+	pthread_cond_wait(&o->cv, &o->lock);
+	o->waiters--;
+}
+
+/* ------------------------------------------------------------ creation */
+
+static int obj_new(vmo_pool_t *pool, uint64_t size, enum vmo__kind kind,
+		   vmo_t **out)
+{
+	if (!pool || !out)
+		return -EINVAL;
+	if (vmo__stale(pool->gen))
+		return -ECHILD;
+	if (size == 0 || size % PS)
+		return -EINVAL;
+	if (size > VMO_MAX_SIZE)
+		return -EFBIG;
+	vmo_t *o = calloc(1, sizeof *o);
+	if (!o)
+		return -ENOMEM;
+	int fd = vmo__sys_memfd(size);
+	if (fd < 0) {
+		free(o);
+		return fd;
+	}
+	o->pool = pool;
+	o->gen = pool->gen;
+	o->kind = kind;
+	o->size = size;
+	o->npages = size / PS;
+	o->memfd = fd;
+	o->file_fd = -1;
+	o->refs = 1;
+	pthread_mutex_init(&o->lock, NULL);
+	pthread_cond_init(&o->cv, NULL);
+	vmo__pt_init(&o->pt, o->npages);
+	*out = o;
+	return 0;
+}
+
+static void obj_publish(vmo_t *o)
+{
+	vmo__pool_get(o->pool);
+	ATOMIC_INC(&o->pool->objects);
+}
+
+int vmo_create(vmo_pool_t *pool, uint64_t size, unsigned flags, vmo_t **out)
+{
+	if (flags)
+		return -EINVAL;
+	vmo_t *o;
+	int r = obj_new(pool, size, VMO_KIND_ANON, &o);
+	if (r)
+		return r;
+	o->writable = true;
+	obj_publish(o);
+	*out = o;
+	return 0;
+}
+
+int vmo_create_file(vmo_pool_t *pool, int fd, uint64_t offset, uint64_t size,
+		    unsigned flags, vmo_t **out)
+{
+	if (!pool || !out)
+		return -EINVAL;
+	if (vmo__stale(pool->gen))
+		return -ECHILD;
+	if (flags != VMO_FILE_SHARED && flags != VMO_FILE_PRIVATE)
+		return -EINVAL;
+	if (offset % PS || size == 0 || size % PS)
+		return -EINVAL;
+	if (size > VMO_MAX_SIZE)
+		return -EFBIG;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -EBADF;
+	struct stat sb;
+	if (fstat(fd, &sb) != 0)
+		return -errno;
+	if (!S_ISREG(sb.st_mode))
+		return -ENODEV;
+	int acc = fl & O_ACCMODE;
+	if (acc == O_WRONLY)
+		return -EACCES;
+	uint64_t fsize = (uint64_t)sb.st_size;
+	uint64_t fend_pg = (fsize + PS - 1) / PS * PS;
+	if (offset > fend_pg || size > fend_pg - offset)
+		return -EINVAL;
+
+	vmo_t *o;
+	int r = obj_new(pool, size, VMO_KIND_FILE, &o);
+	if (r)
+		return r;
+	o->file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (o->file_fd < 0) {
+		r = -errno;
+		close(o->memfd);
+		pthread_mutex_destroy(&o->lock);
+		pthread_cond_destroy(&o->cv);
+		free(o);
+		return r;
+	}
+	o->flags = flags;
+	o->file_off = offset;
+	o->file_valid = MIN(size, fsize - offset);
+	if (flags == VMO_FILE_PRIVATE) {
+		o->writable = true;
+	} else {
+		o->writable = acc == O_RDWR && !(fl & O_APPEND);
+		o->writeback = o->writable;
+	}
+	obj_publish(o);
+	*out = o;
+	return 0;
+}
+
+int vmo_create_pager(vmo_pool_t *pool, uint64_t size,
+		     const vmo_pager_ops_t *ops, void *ctx, unsigned flags,
+		     vmo_t **out)
+{
+	if (!ops || !ops->read || flags)
+		return -EINVAL;
+	vmo_t *o;
+	int r = obj_new(pool, size, VMO_KIND_PAGER, &o);
+	if (r)
+		return r;
+	o->ops = *ops;
+	o->ctx = ctx;
+	o->writable = ops->write != NULL;
+	o->writeback = o->writable;
+	obj_publish(o);
+	*out = o;
+	return 0;
+}
+
+/* ---------------------------------------------------- refs and teardown */
+
+static int sync_range(vmo_t *o, uint64_t pg, uint64_t end);
+
+static void obj_destroy(vmo_t *o)
+{
+	if (o->writeback && sync_range(o, 0, o->npages) != 0)
+		ATOMIC_INC(&o->pool->writeback_errors);
+	if (o->kind == VMO_KIND_PAGER && o->ops.release)
+		o->ops.release(o->ctx);
+	vmo_pool_t *pool = o->pool;
+	ATOMIC_ADD(&pool->resident_pages, (uint64_t)0 - o->nresident);
+	ATOMIC_ADD(&pool->dirty_pages, (uint64_t)0 - o->ndirty);
+	__atomic_fetch_sub(&pool->objects, 1, __ATOMIC_RELAXED);
+	vmo__pt_destroy(&o->pt);
+	close(o->memfd);
+	if (o->file_fd >= 0)
+		close(o->file_fd);
+	pthread_cond_destroy(&o->cv);
+	pthread_mutex_destroy(&o->lock);
+	free(o);
+	vmo__pool_put(pool);
+}
+
+void vmo_ref(vmo_t *obj)
+{
+	if (!obj || vmo__obj_stale(obj))
+		return;
+	__atomic_fetch_add(&obj->refs, 1, __ATOMIC_RELAXED);
+}
+
+void vmo_unref(vmo_t *obj)
+{
+	if (!obj || vmo__obj_stale(obj))
+		return;
+	if (__atomic_sub_fetch(&obj->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		obj_destroy(obj);
+}
+
+uint64_t vmo_size(const vmo_t *obj)
+{
+	return obj ? obj->size : 0;
+}
+
+/* ---------------------------------------------------- claims and fills */
+
+int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
+		   bool *waited)
+{
+	int cls;
+	pthread_mutex_lock(&o->lock);
+	uint8_t b;
+	while (PG_STATE(b = vmo__pt_get(&o->pt, pg)) == PG_FILLING) {
+		*waited = true;
+		wait_locked(o);
+	}
+	uint64_t i = 0;
+	if (PG_STATE(b) == PG_ABSENT) {
+		while (i < n && PG_STATE(b = vmo__pt_get(&o->pt, pg + i)) ==
+					PG_ABSENT) {
+			if (pg_set(o, pg + i, b, PG_FILLING))
+				break;
+			i++;
+		}
+		cls = i ? VMO__RUN_FILL : -ENOMEM;
+	} else {
+		while (i < n && st_resident(vmo__pt_get(&o->pt, pg + i)))
+			i++;
+		cls = VMO__RUN_RESIDENT;
+	}
+	pthread_mutex_unlock(&o->lock);
+	*k = i;
+	return cls;
+}
+
+void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok)
+{
+	pthread_mutex_lock(&o->lock);
+	for (uint64_t i = 0; i < k; i++)
+		/* cannot fail: the leaves exist (the pages are FILLING) */
+		(void)pg_set(o, pg + i, PG_FILLING,
+			     ok ? PG_RESIDENT : PG_ABSENT);
+	wake_waiters(o);
+	pthread_mutex_unlock(&o->lock);
+	if (ok)
+		ATOMIC_ADD(&o->st_filled, k);
+}
+
+int vmo__memfd_store(vmo_t *o, uint64_t pg, uint64_t k, const void *buf)
+{
+	return vmo__sys_pwrite_full(o->memfd, buf, k * PS, pg * PS);
+}
+
+/* Fill a claimed run straight into the memfd (no mapping involved). */
+static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k)
+{
+	if (vmo__obj_zero_fill(o)) {
+		/* fallocate allocates zeroed frames without copying */
+		if (fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)(k * PS)))
+			return -errno;
+		return 0;
+	}
+	void *buf = vmo__scratch(k * PS);
+	if (!buf)
+		return -ENOMEM;
+	int r = vmo__pager_read(o, pg, k, buf);
+	if (r == 0)
+		r = vmo__memfd_store(o, pg, k, buf);
+	return r;
+}
+
+/* Make pages [pg, end) resident.  No lock held. */
+static int ensure_resident(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	while (pg < end) {
+		uint64_t k;
+		bool waited = false;
+		int cls = vmo__obj_claim(o, pg, MIN(end - pg, RUN_PAGES), &k,
+					 &waited);
+		if (cls < 0)
+			return cls;
+		if (cls == VMO__RUN_FILL) {
+			int r = fill_run_memfd(o, pg, k);
+			vmo__obj_fill_done(o, pg, k, r == 0);
+			if (r)
+				return r == -ENOMEM ? r : -EIO;
+		}
+		pg += k;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------ argument checks */
+
+static int check_bytes(const vmo_t *o, uint64_t off, uint64_t len)
+{
+	if (off > o->size || len > o->size - off)
+		return -ERANGE;
+	return 0;
+}
+
+static int check_pages(const vmo_t *o, uint64_t off, uint64_t len)
+{
+	if (off % PS || len % PS || len == 0)
+		return -EINVAL;
+	return check_bytes(o, off, len);
+}
+
+/* ------------------------------------------------------------ read/write */
+
+int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
+{
+	if (!o)
+		return -EINVAL;
+	if (vmo__obj_stale(o))
+		return -ECHILD;
+	if (!buf && len)
+		return -EINVAL;
+	int r = check_bytes(o, off, len);
+	if (r || !len)
+		return r;
+	char *scratch = vmo__scratch(IO_CHUNK);
+	if (!scratch)
+		return -ENOMEM;
+	uint64_t pos = off, end = off + len;
+	while (pos < end) {
+		uint64_t cend = MIN(end, (pos & ~(PS - 1)) + IO_CHUNK);
+		uint64_t pg = pos / PS, pge = (cend + PS - 1) / PS;
+		for (;;) {
+			/* Anonymous holes read as zeros: pread of a memfd
+			 * hole returns zeros and allocates nothing. */
+			if (!vmo__obj_zero_fill(o)) {
+				r = ensure_resident(o, pg, pge);
+				if (r)
+					return r;
+			}
+			pthread_mutex_lock(&o->lock);
+			bool all = true;
+			if (!vmo__obj_zero_fill(o))
+				for (uint64_t p = pg; p < pge && all; p++)
+					all = st_resident(
+						vmo__pt_get(&o->pt, p));
+			if (all) {
+				size_t got;
+				r = vmo__sys_pread_full(o->memfd, scratch,
+							cend - pos, pos, &got);
+				if (!r && got < cend - pos)
+					memset(scratch + got, 0,
+					       cend - pos - got);
+			}
+			pthread_mutex_unlock(&o->lock);
+			if (all)
+				break;
+			/* decommitted meanwhile: fill again */
+		}
+		if (r)
+			return r;
+		memcpy((char *)buf + (pos - off), scratch, cend - pos);
+		pos = cend;
+	}
+	return 0;
+}
+
+/* Is page pg of the object only partly covered by [pos, end)? */
+static bool partial(uint64_t pg, uint64_t pos, uint64_t end)
+{
+	return pos > pg * PS || end < (pg + 1) * PS;
+}
+
+int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
+{
+	if (!o)
+		return -EINVAL;
+	if (vmo__obj_stale(o))
+		return -ECHILD;
+	if (!buf && len)
+		return -EINVAL;
+	int r = check_bytes(o, off, len);
+	if (r || !len)
+		return r;
+	if (!o->writable)
+		return -EACCES;
+	char *scratch = vmo__scratch(IO_CHUNK);
+	if (!scratch)
+		return -ENOMEM;
+	uint64_t pos = off, end = off + len;
+	while (pos < end) {
+		uint64_t cend = MIN(end, (pos & ~(PS - 1)) + IO_CHUNK);
+		uint64_t pg = pos / PS, pge = (cend + PS - 1) / PS;
+		/* copy in first, with no lock held: buf may be a mapping */
+		memcpy(scratch, (const char *)buf + (pos - off), cend - pos);
+		pthread_mutex_lock(&o->lock);
+		for (;;) {
+			/* writers wait for every busy page of the chunk */
+			uint64_t busy = pge, pfill = pge;
+			for (uint64_t p = vmo__pt_next_used(&o->pt, pg, pge);
+			     p < pge; p = vmo__pt_next_used(&o->pt, p + 1, pge)) {
+				uint8_t s = PG_STATE(vmo__pt_get(&o->pt, p));
+				if (s == PG_FILLING || s == PG_WRITEBACK) {
+					busy = p;
+					break;
+				}
+			}
+			if (busy < pge) {
+				wait_locked(o);
+				continue;
+			}
+			/* a partly written absent page of a pager-backed
+			 * object must be filled before the write */
+			if (!vmo__obj_zero_fill(o)) {
+				uint64_t ends[2] = {pg, pge - 1};
+				for (int i = 0; i < 2; i++)
+					if (partial(ends[i], pos, cend) &&
+					    PG_STATE(vmo__pt_get(&o->pt,
+								 ends[i])) ==
+						    PG_ABSENT)
+						pfill = ends[i];
+			}
+			if (pfill == pge)
+				break;
+			pthread_mutex_unlock(&o->lock);
+			r = ensure_resident(o, pfill, pfill + 1);
+			pthread_mutex_lock(&o->lock);
+			if (r) {
+				pthread_mutex_unlock(&o->lock);
+				return r;
+			}
+		}
+		/* make sure every leaf exists before touching the memfd, so
+		 * that marking pages cannot fail after the write */
+		for (uint64_t p = pg; p < pge && !r; p++) {
+			uint8_t b = vmo__pt_get(&o->pt, p);
+			if (!b)
+				r = pg_set(o, p, b, PG_FILLING);
+		}
+		if (!r)
+			r = vmo__sys_pwrite_full(o->memfd, scratch, cend - pos,
+						 pos);
+		for (uint64_t p = pg; p < pge; p++) {
+			uint8_t b = vmo__pt_get(&o->pt, p);
+			if (PG_STATE(b) == PG_FILLING)
+				pg_set(o, p, b, r ? PG_ABSENT : PG_RESIDENT | PG_DIRTY);
+			else if (!r && b)
+				pg_set(o, p, b, b | PG_DIRTY);
+		}
+		wake_waiters(o);
+		pthread_mutex_unlock(&o->lock);
+		if (r)
+			return r;
+		pos = cend;
+	}
+	return 0;
+}
+
+/* -------------------------------------------------- commit and decommit */
+
+int vmo_commit(vmo_t *o, uint64_t off, uint64_t len)
+{
+	if (!o)
+		return -EINVAL;
+	if (vmo__obj_stale(o))
+		return -ECHILD;
+	int r = check_pages(o, off, len);
+	if (r)
+		return r;
+	return ensure_resident(o, off / PS, (off + len) / PS);
+}
+
+/* Mark written pages reported by PAGEMAP_SCAN dirty. */
+struct harvest {
+	vmo_t *obj;
+	struct vmo__mapping *m;
+};
+
+static void harvest_cb(void *arg, uintptr_t s, uintptr_t e)
+{
+	struct harvest *h = arg;
+	vmo_t *o = h->obj;
+	for (uintptr_t a = s; a < e; a += PS) {
+		uint64_t pg = (a - h->m->addr + h->m->off) / PS;
+		uint8_t b = vmo__pt_get(&o->pt, pg);
+		if (st_resident(b) && !(b & PG_DIRTY))
+			pg_set(o, pg, b, b | PG_DIRTY);
+	}
+}
+
+void vmo__obj_harvest_locked(vmo_t *o, struct vmo__mapping *m,
+			     uintptr_t addr, uint64_t len)
+{
+	if (!m->track_wp)
+		return;
+	struct harvest h = {o, m};
+	if (vmo__sys_scan_written(addr, addr + len, harvest_cb, &h) != 0) {
+		/* Cannot tell which pages were written: count them all. */
+		for (uintptr_t a = addr; a < addr + len; a += PS)
+			harvest_cb(&h, a, a + PS);
+	}
+}
+
+void vmo__obj_mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
+	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
+		uint8_t b = vmo__pt_get(&o->pt, p);
+		if (st_resident(b) && !(b & PG_DIRTY))
+			pg_set(o, p, b, b | PG_DIRTY);
+	}
+}
+
+/* Bring the dirty bits of pages [pg, end) up to date from every mapping.
+ * obj->lock held. */
+static void harvest_range(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	uint64_t s = pg * PS, e = end * PS;
+	bool any_writable = false;
+	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next) {
+		if (m->prot & PROT_WRITE)
+			any_writable = true;
+		uint64_t ms = MAX(s, m->off), me = MIN(e, m->off + m->len);
+		if (ms >= me)
+			continue;
+		if (m->track_wp)
+			vmo__obj_harvest_locked(o, m, m->addr + (ms - m->off),
+						me - ms);
+	}
+	if (o->wmapped) {
+		/* no write log: every resident page may have been written */
+		vmo__obj_mark_dirty_locked(o, pg, end);
+		if (!any_writable && pg == 0 && end == o->npages)
+			o->wmapped = false;
+	}
+}
+
+/* Write back dirty pages of [pg, end).  No lock held on entry. */
+static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	int err = 0;
+	char *buf = vmo__scratch(RUN_PAGES * PS);
+	if (!buf)
+		return -ENOMEM;
+	pthread_mutex_lock(&o->lock);
+	harvest_range(o, pg, end);
+	uint64_t p = pg;
+	while ((p = vmo__pt_next_used(&o->pt, p, end)) < end) {
+		uint8_t b = vmo__pt_get(&o->pt, p);
+		if (PG_STATE(b) == PG_WRITEBACK) {
+			wait_locked(o); /* another sync owns it: let it end */
+			continue;
+		}
+		if (!(b & PG_DIRTY) || PG_STATE(b) != PG_RESIDENT) {
+			p++;
+			continue;
+		}
+		/* a run of dirty resident pages */
+		uint64_t k = 0;
+		while (k < RUN_PAGES && p + k < end) {
+			uint8_t c = vmo__pt_get(&o->pt, p + k);
+			if (PG_STATE(c) != PG_RESIDENT || !(c & PG_DIRTY))
+				break;
+			pg_set(o, p + k, c, PG_WRITEBACK);
+			k++;
+		}
+		size_t got = 0;
+		int r = vmo__sys_pread_full(o->memfd, buf, k * PS, p * PS, &got);
+		pthread_mutex_unlock(&o->lock);
+		if (!r)
+			r = vmo__pager_write(o, p, k, buf);
+		pthread_mutex_lock(&o->lock);
+		for (uint64_t i = 0; i < k; i++) {
+			uint8_t c = vmo__pt_get(&o->pt, p + i);
+			pg_set(o, p + i, c,
+			       PG_RESIDENT | (r ? PG_DIRTY : 0) | (c & PG_DIRTY));
+		}
+		wake_waiters(o);
+		if (r && !err)
+			err = -EIO;
+		p += k;
+	}
+	pthread_mutex_unlock(&o->lock);
+	return err;
+}
+
+int vmo_sync(vmo_t *o, uint64_t off, uint64_t len)
+{
+	if (!o)
+		return -EINVAL;
+	if (vmo__obj_stale(o))
+		return -ECHILD;
+	int r = check_pages(o, off, len);
+	if (r || !o->writeback)
+		return r;
+	return sync_range(o, off / PS, (off + len) / PS);
+}
+
+int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
+{
+	if (!o)
+		return -EINVAL;
+	if (vmo__obj_stale(o))
+		return -ECHILD;
+	int r = check_pages(o, off, len);
+	if (r)
+		return r;
+	uint64_t pg = off / PS, end = (off + len) / PS;
+	for (;;) {
+		if (o->writeback && (r = sync_range(o, pg, end)) != 0)
+			return r;
+		pthread_mutex_lock(&o->lock);
+		/* busy pages finish first; then nothing may be dirty */
+		bool retry = false;
+		if (o->writeback)
+			harvest_range(o, pg, end);
+		for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
+		     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
+			uint8_t b = vmo__pt_get(&o->pt, p);
+			if (PG_STATE(b) == PG_FILLING ||
+			    PG_STATE(b) == PG_WRITEBACK) {
+				wait_locked(o);
+				retry = true;
+				break;
+			}
+			if (o->writeback && (b & PG_DIRTY)) {
+				retry = true;
+				break;
+			}
+		}
+		if (retry) {
+			pthread_mutex_unlock(&o->lock);
+			continue;
+		}
+		if (fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)off, (off_t)len) != 0) {
+			r = -errno;
+			pthread_mutex_unlock(&o->lock);
+			return r;
+		}
+		uint64_t n = 0;
+		for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
+		     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
+			uint8_t b = vmo__pt_get(&o->pt, p);
+			if (st_resident(b))
+				n++;
+			pg_set(o, p, b, PG_ABSENT);
+		}
+		pthread_mutex_unlock(&o->lock);
+		ATOMIC_ADD(&o->st_decommitted, n);
+		return 0;
+	}
+}
+
+/* --------------------------------------------------------- mapping list */
+
+void vmo__obj_add_mapping(vmo_t *o, struct vmo__mapping *m)
+{
+	pthread_mutex_lock(&o->lock);
+	m->obj_prev = NULL;
+	m->obj_next = o->maps;
+	if (o->maps)
+		o->maps->obj_prev = m;
+	o->maps = m;
+	o->nmaps++;
+	if ((m->prot & PROT_WRITE) && o->writeback && !m->track_wp)
+		o->wmapped = true;
+	pthread_mutex_unlock(&o->lock);
+}
+
+void vmo__obj_del_mapping(vmo_t *o, struct vmo__mapping *m)
+{
+	pthread_mutex_lock(&o->lock);
+	vmo__obj_harvest_locked(o, m, m->addr, m->len);
+	if (m->obj_prev)
+		m->obj_prev->obj_next = m->obj_next;
+	else
+		o->maps = m->obj_next;
+	if (m->obj_next)
+		m->obj_next->obj_prev = m->obj_prev;
+	o->nmaps--;
+	pthread_mutex_unlock(&o->lock);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+int vmo_stats(vmo_t *o, vmo_stats_t *st)
+{
+	if (!o || !st || st->size < 8)
+		return -EINVAL;
+	if (vmo__obj_stale(o))
+		return -ECHILD;
+	vmo_stats_t s;
+	memset(&s, 0, sizeof s);
+	s.size = (uint32_t)MIN((size_t)st->size, sizeof s);
+	s.version = VMO_STATS_VERSION;
+	s.size_bytes = o->size;
+	pthread_mutex_lock(&o->lock);
+	s.resident_pages = o->nresident;
+	s.dirty_pages = o->ndirty;
+	s.mappings = o->nmaps;
+	pthread_mutex_unlock(&o->lock);
+	s.faults = ATOMIC_LOAD(&o->st_faults);
+	s.pages_filled = ATOMIC_LOAD(&o->st_filled);
+	s.pager_reads = ATOMIC_LOAD(&o->st_preads);
+	s.pager_read_bytes = ATOMIC_LOAD(&o->st_pread_bytes);
+	s.pager_writes = ATOMIC_LOAD(&o->st_pwrites);
+	s.pager_write_bytes = ATOMIC_LOAD(&o->st_pwrite_bytes);
+	s.pager_errors = ATOMIC_LOAD(&o->st_perrors);
+	s.decommitted_pages = ATOMIC_LOAD(&o->st_decommitted);
+	memcpy(st, &s, s.size);
+	return 0;
+}

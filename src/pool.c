@@ -1,0 +1,216 @@
+/*
+ * pool.c — pools, the fork guard, error strings and scratch buffers.
+ *
+ * A pool is the accounting domain of frames: every object belongs to one
+ * and adds its resident and dirty pages to the pool's counters.  The frame
+ * budget, reclaim and swap of self-paging attach here.  A pool is
+ * reference counted: the creator holds one reference and every object one
+ * more, so vmo_pool_destroy() with live objects only drops the creator's
+ * reference and the pool goes away with its last object.
+ *
+ * Fork guard: pthread_atfork() bumps vmo__fork_gen in the child.  Handles
+ * remember the generation of their pool; in a child every call on an
+ * inherited handle fails with -ECHILD and destroy calls do nothing, because
+ * the child has none of the parent's handler threads and none of its
+ * mappings (they are MADV_DONTFORK), and locks may have been held by
+ * threads that do not exist in the child.
+ *
+ * Locks: the pool's counters are atomics; pool->lock is reserved for the
+ * reclaim lists of self-paging and is taken last in the lock order.
+ */
+#include "vmo_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+unsigned vmo__fork_gen;
+
+static void atfork_child(void)
+{
+	__atomic_fetch_add(&vmo__fork_gen, 1, __ATOMIC_RELEASE);
+}
+
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+static void fork_init(void)
+{
+	pthread_atfork(NULL, NULL, atfork_child);
+}
+
+void vmo__fork_guard_init(void)
+{
+	pthread_once(&fork_once, fork_init);
+}
+
+/* An options struct may be larger than ours (a newer caller) only if the
+ * fields we do not know are zero. */
+static bool tail_is_zero(const void *p, size_t have, size_t known)
+{
+	const unsigned char *b = p;
+	for (size_t i = known; i < have; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+int vmo_pool_create(const vmo_pool_options_t *opts, vmo_pool_t **out)
+{
+	if (!out)
+		return -EINVAL;
+	if (opts) {
+		if (opts->size < offsetof(vmo_pool_options_t, flags) +
+					 sizeof opts->flags)
+			return -EINVAL;
+		if (opts->size > sizeof *opts &&
+		    !tail_is_zero(opts, opts->size, sizeof *opts))
+			return -EINVAL;
+		if (opts->flags)
+			return -EINVAL;
+	}
+	vmo__fork_guard_init();
+	vmo_pool_t *p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	p->gen = __atomic_load_n(&vmo__fork_gen, __ATOMIC_ACQUIRE);
+	p->refs = 1;
+	pthread_mutex_init(&p->lock, NULL);
+	*out = p;
+	return 0;
+}
+
+void vmo__pool_get(vmo_pool_t *pool)
+{
+	__atomic_fetch_add(&pool->refs, 1, __ATOMIC_RELAXED);
+}
+
+void vmo__pool_put(vmo_pool_t *pool)
+{
+	if (__atomic_sub_fetch(&pool->refs, 1, __ATOMIC_ACQ_REL))
+		return;
+	pthread_mutex_destroy(&pool->lock);
+	free(pool);
+}
+
+void vmo_pool_destroy(vmo_pool_t *pool)
+{
+	if (!pool || vmo__stale(pool->gen))
+		return;
+	vmo__pool_put(pool);
+}
+
+int vmo_pool_stats(vmo_pool_t *pool, vmo_pool_stats_t *st)
+{
+	if (!pool || !st || st->size < 8)
+		return -EINVAL;
+	if (vmo__stale(pool->gen))
+		return -ECHILD;
+	vmo_pool_stats_t s;
+	memset(&s, 0, sizeof s);
+	s.size = (uint32_t)MIN((size_t)st->size, sizeof s);
+	s.version = VMO_POOL_STATS_VERSION;
+	s.objects = ATOMIC_LOAD(&pool->objects);
+	s.resident_pages = ATOMIC_LOAD(&pool->resident_pages);
+	s.dirty_pages = ATOMIC_LOAD(&pool->dirty_pages);
+	s.writeback_errors = ATOMIC_LOAD(&pool->writeback_errors);
+	memcpy(st, &s, s.size);
+	return 0;
+}
+
+/* ------------------------------------------------------------- strerror */
+
+const char *vmo_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case VMO_EUSERMODE:
+		return "userfaultfd is user-mode only (the process lacks "
+		       "CAP_SYS_PTRACE and vm.unprivileged_userfaultfd is 0): "
+		       "system calls that touch absent pages of libvmo "
+		       "mappings fail with EFAULT; touch the pages first";
+	case -EINVAL:
+		return "invalid argument (misaligned, zero length, unknown "
+		       "flag or bad option)";
+	case -ERANGE:
+		return "range outside the object";
+	case -EACCES:
+		return "access denied: the object cannot be written";
+	case -ENOENT:
+		return "range not mapped by this space";
+	case -EEXIST:
+		return "range overlaps an existing mapping";
+	case -EIO:
+		return "pager I/O error";
+	case -ENOMEM:
+		return "out of memory or address space";
+	case -EFBIG:
+		return "object too large";
+	case -ENODEV:
+		return "descriptor is not a regular file or memfd";
+	case -EBADF:
+		return "bad file descriptor";
+	case -ECHILD:
+		return "handle created before fork(): unusable in the child";
+	case -ENOTSUP:
+		return "kernel lacks a required userfaultfd feature";
+	case -ENOSYS:
+		return "userfaultfd not available";
+	case -EPERM:
+		return "userfaultfd not permitted";
+	case -ENODATA:
+		return "data dropped";
+	default:
+		break;
+	}
+	if (err < 0 && err > -4096) {
+		/* strerror() is not thread-safe and strerror_r's buffer would
+		 * have to outlive the call; give a generic text instead. */
+		return "system error (negative errno value)";
+	}
+	return "unknown error";
+}
+
+/* -------------------------------------------------------------- scratch */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+struct scratch {
+	size_t len;
+	void *buf;
+};
+
+static void scratch_free(void *p)
+{
+	struct scratch *s = p;
+	free(s->buf);
+	free(s);
+}
+
+static void scratch_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+void *vmo__scratch(size_t len)
+{
+	pthread_once(&scratch_once, scratch_init);
+	struct scratch *s = pthread_getspecific(scratch_key);
+	if (!s) {
+		s = calloc(1, sizeof *s);
+		if (!s)
+			return NULL;
+		if (pthread_setspecific(scratch_key, s)) {
+			free(s);
+			return NULL;
+		}
+	}
+	if (s->len < len) {
+		void *nb = NULL;
+		if (posix_memalign(&nb, PS, len))
+			return NULL;
+		free(s->buf);
+		s->buf = nb;
+		s->len = len;
+	}
+	return s->buf;
+}

@@ -1,0 +1,675 @@
+/*
+ * space.c — the region mapper: a userfaultfd, a database of mappings and
+ * the calls that change it (map, unmap, protect, advise).
+ *
+ * What it owns.  A space owns one userfaultfd and the handler threads
+ * that read it (fault.c), and a sorted array of non-overlapping mappings.
+ * A mapping is one linear MAP_SHARED view of an object's memfd: object
+ * offset and address advance together, so a mapping is one kernel VMA
+ * whatever its length (vm.max_map_count is finite; one VMA per page never
+ * is an option).  Each mapping holds a reference on its object and sits on
+ * the object's list of mappings, which vmo_sync walks to harvest writes.
+ *
+ * Invariants.  Every mapping in the array is registered with the uffd for
+ * MISSING|MINOR faults (and WP when it tracks writes) and MADV_DONTFORK.
+ * Its geometry (addr, len, off) changes only with space->lock held for
+ * writing and the object's lock held, so either lock suffices to read it.
+ * Splitting a mapping gives the new part a new id: a handler that looked
+ * the old one up revalidates and finds it changed.
+ *
+ * Unmapping never leaves a window where the memfd is mapped but not
+ * registered (a fault there would let the kernel allocate a zero page into
+ * the object): the range is first replaced atomically by an inaccessible
+ * anonymous mapping (mmap MAP_FIXED), then blocked faulters are woken (they
+ * retry and get SIGSEGV, as on any unmapped address), then it is unmapped.
+ * Writes logged in the page tables are harvested into the object first,
+ * after the range was made read-only so that none can slip in between.
+ *
+ * Locks: space->lock (rwlock) guards the array; then obj->lock.
+ */
+#include "vmo_internal.h"
+#include "sys/uapi.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define MAX_HANDLERS 64u
+#define DEFAULT_CLUSTER (2u << 20)
+#define MAX_CLUSTER (64u << 20)
+
+/* ------------------------------------------------------------ userfaultfd */
+
+static int uffd_open(bool user_only, int *kernel_faults)
+{
+	int fd;
+	*kernel_faults = 0;
+	if (!user_only) {
+		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		if (errno == ENOSYS)
+			return -ENOSYS;
+		/* /dev/userfaultfd grants full uffds by file permission */
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+			close(dev);
+			if (fd >= 0)
+				return fd;
+		}
+	}
+	fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (fd < 0)
+		return errno == ENOSYS ? -ENOSYS : -EPERM;
+	*kernel_faults = VMO_EUSERMODE;
+	return fd;
+}
+
+/* The features this kernel offers (UFFDIO_API may be called once per fd,
+ * so ask a throwaway one). */
+static uint64_t uffd_probe(bool user_only)
+{
+	int kf;
+	int fd = uffd_open(user_only, &kf);
+	if (fd < 0)
+		return 0;
+	struct uffdio_api api = {.api = UFFD_API, .features = 0};
+	uint64_t f = ioctl(fd, UFFDIO_API, &api) == 0 ? api.features : 0;
+	close(fd);
+	return f;
+}
+
+static int uffd_setup(vmo_space_t *s, bool user_only)
+{
+	uint64_t avail = uffd_probe(user_only);
+	const uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
+	if ((avail & need) != need)
+		return avail ? -ENOTSUP : -ENOSYS;
+	uint64_t want = need;
+	const uint64_t wp = UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
+			    UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	bool wp_async = (avail & wp) == wp && vmo__sys_pagemap_fd() >= 0;
+	if (wp_async)
+		want |= wp;
+	if (avail & UFFD_FEATURE_POISON)
+		want |= UFFD_FEATURE_POISON;
+
+	int fd = uffd_open(user_only, &s->kernel_faults);
+	if (fd < 0)
+		return fd;
+	struct uffdio_api api = {.api = UFFD_API, .features = want};
+	if (ioctl(fd, UFFDIO_API, &api) != 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	s->uffd = fd;
+	s->features = api.features;
+	s->wp_async = wp_async;
+	s->wp = wp_async;
+	s->poison = (api.features & UFFD_FEATURE_POISON) != 0;
+	return 0;
+}
+
+static int uffd_register(vmo_space_t *s, uintptr_t addr, uint64_t len,
+			 uint64_t mode)
+{
+	struct uffdio_register r = {.range = {addr, len}, .mode = mode};
+	if (ioctl(s->uffd, UFFDIO_REGISTER, &r) != 0)
+		return -errno;
+	return 0;
+}
+
+static void uffd_wake(vmo_space_t *s, uintptr_t a, uint64_t len)
+{
+	struct uffdio_range r = {.start = a, .len = len};
+	ioctl(s->uffd, UFFDIO_WAKE, &r);
+}
+
+/* Populate with this thread's own counters, merged into s->extra after. */
+static int populate_merge(vmo_space_t *s, uintptr_t a, uint64_t len)
+{
+	struct vmo__hstats st;
+	memset(&st, 0, sizeof st);
+	void *buf = malloc(s->max_cluster_pages * PS);
+	if (!buf)
+		return -ENOMEM;
+	int r = vmo__populate(s, a, len, &st, buf);
+	free(buf);
+	pthread_mutex_lock(&s->extra_lock);
+	uint64_t *d = (uint64_t *)&s->extra;
+	const uint64_t *x = (const uint64_t *)&st;
+	for (size_t i = 0; i < sizeof st / sizeof *x; i++)
+		d[i] += x[i];
+	pthread_mutex_unlock(&s->extra_lock);
+	return r;
+}
+
+/* --------------------------------------------------------- create/destroy */
+
+int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
+		     vmo_space_t **out)
+{
+	if (!pool || !out)
+		return -EINVAL;
+	if (vmo__stale(pool->gen))
+		return -ECHILD;
+	vmo_space_options_t o = {.size = sizeof o};
+	if (opts) {
+		if (opts->size < offsetof(vmo_space_options_t, flags) +
+					 sizeof opts->flags)
+			return -EINVAL;
+		memcpy(&o, opts, MIN(opts->size, sizeof o));
+		for (size_t i = sizeof o; i < opts->size; i++)
+			if (((const unsigned char *)opts)[i])
+				return -EINVAL;
+	}
+	if (o.flags & ~VMO_SPACE_USER_MODE_ONLY)
+		return -EINVAL;
+	if (o.handler_threads > MAX_HANDLERS)
+		return -EINVAL;
+	if (o.max_cluster == 0)
+		o.max_cluster = DEFAULT_CLUSTER;
+	if (o.max_cluster < PS || o.max_cluster > MAX_CLUSTER ||
+	    (o.max_cluster & (o.max_cluster - 1)))
+		return -EINVAL;
+	unsigned nthreads = o.handler_threads;
+	if (!nthreads) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = n < 1 ? 1 : (unsigned)MIN(n, (long)MAX_HANDLERS);
+	}
+
+	vmo_space_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->uffd = -1;
+	s->pool = pool;
+	s->gen = pool->gen;
+	s->max_cluster_pages = o.max_cluster / PS;
+	pthread_rwlock_init(&s->lock, NULL);
+	pthread_mutex_init(&s->extra_lock, NULL);
+	int r = uffd_setup(s, o.flags & VMO_SPACE_USER_MODE_ONLY);
+	if (r)
+		goto fail;
+	s->doorbell = mmap(NULL, PS, PROT_READ,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->doorbell == MAP_FAILED) {
+		s->doorbell = NULL;
+		r = -ENOMEM;
+		goto fail;
+	}
+	madvise(s->doorbell, PS, MADV_DONTFORK);
+	r = uffd_register(s, (uintptr_t)s->doorbell, PS,
+			  UFFDIO_REGISTER_MODE_MISSING);
+	if (r)
+		goto fail;
+	s->handlers = calloc(nthreads, sizeof *s->handlers);
+	if (!s->handlers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	s->nthreads = nthreads;
+	r = vmo__handlers_start(s);
+	if (r)
+		goto fail;
+	vmo__pool_get(pool);
+	*out = s;
+	return 0;
+fail:
+	if (s->handlers) {
+		for (unsigned i = 0; i < nthreads; i++)
+			free(s->handlers[i].buf);
+		free(s->handlers);
+	}
+	if (s->doorbell)
+		munmap(s->doorbell, PS);
+	if (s->uffd >= 0)
+		close(s->uffd);
+	pthread_rwlock_destroy(&s->lock);
+	pthread_mutex_destroy(&s->extra_lock);
+	free(s);
+	return r;
+}
+
+/* --------------------------------------------------------- mapping array */
+
+/* Index of the first mapping whose end is above addr.  (s) held. */
+static size_t first_above(vmo_space_t *s, uintptr_t addr)
+{
+	size_t lo = 0, hi = s->nmaps;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct vmo__mapping *m = s->maps[mid];
+		if (m->addr + m->len <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct vmo__mapping *vmo__space_lookup(vmo_space_t *s, uintptr_t addr)
+{
+	size_t i = first_above(s, addr);
+	if (i < s->nmaps && s->maps[i]->addr <= addr)
+		return s->maps[i];
+	return NULL;
+}
+
+static int array_insert(vmo_space_t *s, size_t i, struct vmo__mapping *m)
+{
+	if (s->nmaps == s->cap) {
+		size_t nc = s->cap ? s->cap * 2 : 16;
+		void *p = realloc(s->maps, nc * sizeof *s->maps);
+		if (!p)
+			return -ENOMEM;
+		s->maps = p;
+		s->cap = nc;
+	}
+	memmove(&s->maps[i + 1], &s->maps[i], (s->nmaps - i) * sizeof *s->maps);
+	s->maps[i] = m;
+	s->nmaps++;
+	return 0;
+}
+
+static void array_remove(vmo_space_t *s, size_t i)
+{
+	memmove(&s->maps[i], &s->maps[i + 1],
+		(s->nmaps - i - 1) * sizeof *s->maps);
+	s->nmaps--;
+}
+
+/* Is [a, a+len) entirely covered by mappings?  (s) held. */
+static bool covered(vmo_space_t *s, uintptr_t a, uint64_t len)
+{
+	uintptr_t end = a + len;
+	size_t i = first_above(s, a);
+	while (a < end) {
+		if (i >= s->nmaps || s->maps[i]->addr > a)
+			return false;
+		a = s->maps[i]->addr + s->maps[i]->len;
+		i++;
+	}
+	return true;
+}
+
+/*
+ * Split the mapping that contains x strictly inside into [addr, x) and
+ * [x, end).  (s) held for writing.  The tail is a new mapping with a new
+ * id, its own object reference and a place on the object's list.
+ */
+static int split_at(vmo_space_t *s, uintptr_t x)
+{
+	size_t i = first_above(s, x);
+	if (i >= s->nmaps)
+		return 0;
+	struct vmo__mapping *m = s->maps[i];
+	if (m->addr >= x || m->addr + m->len <= x)
+		return 0;
+	struct vmo__mapping *t = malloc(sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	if (s->nmaps == s->cap) {
+		int r = array_insert(s, s->nmaps, t); /* grow first */
+		if (r) {
+			free(t);
+			return r;
+		}
+		s->nmaps--;
+	}
+	vmo_t *o = m->obj;
+	pthread_mutex_lock(&o->lock);
+	*t = *m;
+	t->id = ++s->next_id;
+	t->addr = x;
+	t->off = m->off + (x - m->addr);
+	t->len = m->addr + m->len - x;
+	m->len = x - m->addr;
+	/* link t after m on the object's list */
+	t->obj_prev = m;
+	t->obj_next = m->obj_next;
+	if (m->obj_next)
+		m->obj_next->obj_prev = t;
+	m->obj_next = t;
+	o->nmaps++;
+	pthread_mutex_unlock(&o->lock);
+	vmo_ref(o);
+	array_insert(s, i + 1, t); /* cannot fail: capacity reserved */
+	return 0;
+}
+
+/* ------------------------------------------------------------------ map */
+
+static bool stale_pair(vmo_space_t *s, vmo_t *o)
+{
+	return vmo__stale(s->gen) || (o && vmo__obj_stale(o));
+}
+
+int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
+	    unsigned flags, void **addr)
+{
+	if (!s || !o || !addr)
+		return -EINVAL;
+	if (stale_pair(s, o))
+		return -ECHILD;
+	if (flags & ~(VMO_MAP_FIXED | VMO_MAP_POPULATE))
+		return -EINVAL;
+	if (prot & ~(PROT_READ | PROT_WRITE))
+		return -EINVAL;
+	if (offset % PS || len % PS || len == 0)
+		return -EINVAL;
+	if (offset > o->size || len > o->size - offset)
+		return -ERANGE;
+	if ((prot & PROT_WRITE) && !o->writable)
+		return -EACCES;
+	uintptr_t want = 0;
+	if (flags & VMO_MAP_FIXED) {
+		want = (uintptr_t)*addr;
+		if (!want || want % PS || want + len < want)
+			return -EINVAL;
+	}
+	struct vmo__mapping *m = calloc(1, sizeof *m);
+	if (!m)
+		return -ENOMEM;
+
+	pthread_rwlock_wrlock(&s->lock);
+	int r = 0;
+	if (want) {
+		size_t i = first_above(s, want);
+		if (i < s->nmaps && s->maps[i]->addr < want + len) {
+			r = -EEXIST;
+			goto out;
+		}
+	}
+	/* reserve room in the array before touching the address space */
+	if (s->nmaps == s->cap) {
+		r = array_insert(s, s->nmaps, m);
+		if (r)
+			goto out;
+		s->nmaps--;
+	}
+	void *a = mmap((void *)want, len, prot,
+		       MAP_SHARED | MAP_NORESERVE | (want ? MAP_FIXED : 0),
+		       o->memfd, (off_t)offset);
+	if (a == MAP_FAILED) {
+		r = errno == ENOMEM ? -ENOMEM : -errno;
+		goto out;
+	}
+	/* Not inherited by fork(): see the fork section of vmo.h. */
+	madvise(a, len, MADV_DONTFORK);
+	bool track = s->wp_async && o->writeback;
+	r = uffd_register(s, (uintptr_t)a, len,
+			  UFFDIO_REGISTER_MODE_MISSING |
+				  UFFDIO_REGISTER_MODE_MINOR |
+				  (track ? UFFDIO_REGISTER_MODE_WP : 0));
+	if (r) {
+		munmap(a, len);
+		r = r == -ENOMEM ? -ENOMEM : r;
+		goto out;
+	}
+	m->space = s;
+	m->obj = o;
+	m->id = ++s->next_id;
+	m->addr = (uintptr_t)a;
+	m->len = len;
+	m->off = offset;
+	m->prot = prot;
+	m->track_wp = track;
+	m->advice = VMO_ADV_NORMAL;
+	vmo_ref(o);
+	vmo__obj_add_mapping(o, m);
+	array_insert(s, first_above(s, (uintptr_t)a), m);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	if (r) {
+		free(m);
+		return r;
+	}
+	if (flags & VMO_MAP_POPULATE) {
+		r = populate_merge(s, (uintptr_t)a, len);
+		if (r) {
+			vmo_unmap(s, a, len);
+			return r == -ENOENT ? -EIO : r;
+		}
+	}
+	*addr = a;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- unmap */
+
+/* Unmap whole mappings [i, j) of the array.  (s) held for writing. */
+static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len)
+{
+	uintptr_t end = a + len;
+	/* Stop writers first so the harvest below is complete. */
+	for (size_t i = first_above(s, a);
+	     i < s->nmaps && s->maps[i]->addr < end; i++) {
+		struct vmo__mapping *m = s->maps[i];
+		if (m->track_wp && (m->prot & PROT_WRITE))
+			mprotect((void *)m->addr, m->len, PROT_READ);
+	}
+	size_t i = first_above(s, a);
+	while (i < s->nmaps && s->maps[i]->addr < end) {
+		struct vmo__mapping *m = s->maps[i];
+		vmo__obj_del_mapping(m->obj, m);
+		array_remove(s, i);
+		vmo_t *o = m->obj;
+		free(m);
+		/* The object may go away here (last reference): it syncs
+		 * itself, and its mapping is already off its list. */
+		vmo_unref(o);
+	}
+	/* Atomically replace the views so the memfd is never mapped
+	 * unregistered, wake blocked faulters into SIGSEGV, unmap. */
+	void *p = mmap((void *)a, len, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
+		       -1, 0);
+	if (p != MAP_FAILED) {
+		uffd_wake(s, a, len);
+		munmap((void *)a, len);
+	} else {
+		munmap((void *)a, len);
+		uffd_wake(s, a, len);
+	}
+}
+
+int vmo_unmap(vmo_space_t *s, void *addr, size_t len)
+{
+	if (!s)
+		return -EINVAL;
+	if (vmo__stale(s->gen))
+		return -ECHILD;
+	uintptr_t a = (uintptr_t)addr;
+	if (a % PS || len % PS || len == 0 || a + len < a)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&s->lock);
+	int r = 0;
+	if (!covered(s, a, len))
+		r = -ENOENT;
+	if (!r)
+		r = split_at(s, a);
+	if (!r)
+		r = split_at(s, a + len);
+	if (!r)
+		remove_range(s, a, len);
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+/* -------------------------------------------------------------- protect */
+
+int vmo_protect(vmo_space_t *s, void *addr, size_t len, int prot)
+{
+	if (!s)
+		return -EINVAL;
+	if (vmo__stale(s->gen))
+		return -ECHILD;
+	uintptr_t a = (uintptr_t)addr;
+	if (a % PS || len % PS || len == 0 || a + len < a)
+		return -EINVAL;
+	if (prot & ~(PROT_READ | PROT_WRITE))
+		return -EINVAL;
+	pthread_rwlock_wrlock(&s->lock);
+	int r = 0;
+	uintptr_t end = a + len;
+	if (!covered(s, a, len)) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (prot & PROT_WRITE)
+		for (size_t i = first_above(s, a);
+		     i < s->nmaps && s->maps[i]->addr < end; i++)
+			if (!s->maps[i]->obj->writable) {
+				r = -EACCES;
+				goto out;
+			}
+	if (mprotect(addr, len, prot) != 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((r = split_at(s, a)) || (r = split_at(s, end)))
+		goto out; /* protection applied; bookkeeping stays coarser */
+	for (size_t i = first_above(s, a);
+	     i < s->nmaps && s->maps[i]->addr < end; i++) {
+		struct vmo__mapping *m = s->maps[i];
+		pthread_mutex_lock(&m->obj->lock);
+		m->prot = prot;
+		if ((prot & PROT_WRITE) && m->obj->writeback && !m->track_wp)
+			m->obj->wmapped = true;
+		pthread_mutex_unlock(&m->obj->lock);
+	}
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+/* --------------------------------------------------------------- advise */
+
+int vmo_advise(vmo_space_t *s, void *addr, size_t len, int advice)
+{
+	if (!s)
+		return -EINVAL;
+	if (vmo__stale(s->gen))
+		return -ECHILD;
+	uintptr_t a = (uintptr_t)addr;
+	if (a % PS || len % PS || len == 0 || a + len < a)
+		return -EINVAL;
+	if (advice < VMO_ADV_NORMAL || advice > VMO_ADV_DONTNEED)
+		return -EINVAL;
+	uintptr_t end = a + len;
+	int r = 0;
+	if (advice == VMO_ADV_WILLNEED) {
+		pthread_rwlock_rdlock(&s->lock);
+		bool ok = covered(s, a, len);
+		pthread_rwlock_unlock(&s->lock);
+		if (!ok)
+			return -ENOENT;
+		return populate_merge(s, a, len);
+	}
+	pthread_rwlock_wrlock(&s->lock);
+	if (!covered(s, a, len)) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (advice != VMO_ADV_DONTNEED &&
+	    ((r = split_at(s, a)) || (r = split_at(s, end))))
+		goto out;
+	for (size_t i = first_above(s, a);
+	     i < s->nmaps && s->maps[i]->addr < end; i++) {
+		struct vmo__mapping *m = s->maps[i];
+		if (advice != VMO_ADV_DONTNEED) {
+			__atomic_store_n(&m->advice, advice, __ATOMIC_RELAXED);
+			continue;
+		}
+		uintptr_t ms = MAX(a, m->addr), me = MIN(end, m->addr + m->len);
+		vmo_t *o = m->obj;
+		pthread_mutex_lock(&o->lock);
+		vmo__obj_harvest_locked(o, m, ms, me - ms);
+		madvise((void *)ms, me - ms, MADV_DONTNEED);
+		if (m->track_wp && (m->prot & PROT_WRITE))
+			/* A write between the harvest and the zap left no
+			 * trace: count every resident page as dirty. */
+			vmo__obj_mark_dirty_locked(o, (ms - m->addr + m->off) / PS,
+						   (me - m->addr + m->off) / PS);
+		pthread_mutex_unlock(&o->lock);
+	}
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static void add_stats(vmo_space_stats_t *d, const struct vmo__hstats *h)
+{
+	d->faults_missing += ATOMIC_LOAD(&h->missing);
+	d->faults_minor += ATOMIC_LOAD(&h->minor);
+	d->faults_wp += ATOMIC_LOAD(&h->wp);
+	d->faults_write += ATOMIC_LOAD(&h->write);
+	d->faults_spurious += ATOMIC_LOAD(&h->spurious);
+	d->pages_filled += ATOMIC_LOAD(&h->filled);
+	d->pages_mapped += ATOMIC_LOAD(&h->mapped);
+	d->clusters += ATOMIC_LOAD(&h->clusters);
+	d->pager_calls += ATOMIC_LOAD(&h->pager_calls);
+	d->pager_bytes += ATOMIC_LOAD(&h->pager_bytes);
+	d->errors += ATOMIC_LOAD(&h->errors);
+	d->sigbus += ATOMIC_LOAD(&h->sigbus);
+	d->waits += ATOMIC_LOAD(&h->waits);
+	for (unsigned i = 0; i < VMO_LAT_BUCKETS; i++)
+		d->latency_ns_log2[i] += ATOMIC_LOAD(&h->lat[i]);
+}
+
+int vmo_space_stats(vmo_space_t *s, vmo_space_stats_t *st)
+{
+	if (!s || !st || st->size < 8)
+		return -EINVAL;
+	if (vmo__stale(s->gen))
+		return -ECHILD;
+	vmo_space_stats_t d;
+	memset(&d, 0, sizeof d);
+	d.size = (uint32_t)MIN((size_t)st->size, sizeof d);
+	d.version = VMO_SPACE_STATS_VERSION;
+	d.handler_threads = s->nthreads;
+	d.kernel_faults = s->kernel_faults;
+	pthread_rwlock_rdlock(&s->lock);
+	d.mappings = s->nmaps;
+	pthread_rwlock_unlock(&s->lock);
+	for (unsigned i = 0; i < s->nthreads; i++)
+		add_stats(&d, &s->handlers[i].st);
+	pthread_mutex_lock(&s->extra_lock);
+	add_stats(&d, &s->extra);
+	pthread_mutex_unlock(&s->extra_lock);
+	memcpy(st, &d, d.size);
+	return 0;
+}
+
+/* -------------------------------------------------------------- destroy */
+
+void vmo_space_destroy(vmo_space_t *s)
+{
+	if (!s || vmo__stale(s->gen))
+		return;
+	pthread_rwlock_wrlock(&s->lock);
+	while (s->nmaps) {
+		struct vmo__mapping *m = s->maps[0];
+		remove_range(s, m->addr, m->len);
+	}
+	pthread_rwlock_unlock(&s->lock);
+	vmo__handlers_stop(s);
+	for (unsigned i = 0; i < s->nthreads; i++)
+		free(s->handlers[i].buf);
+	free(s->handlers);
+	free(s->maps);
+	munmap(s->doorbell, PS);
+	close(s->uffd);
+	pthread_rwlock_destroy(&s->lock);
+	pthread_mutex_destroy(&s->extra_lock);
+	vmo_pool_t *pool = s->pool;
+	free(s);
+	vmo__pool_put(pool);
+}

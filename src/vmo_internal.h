@@ -1,0 +1,318 @@
+/*
+ * vmo_internal.h — the structures every module shares, with their lock
+ * legend, and the internal entry points between modules.
+ *
+ * Lock legend used on struct fields:
+ *   (c)  constant after creation
+ *   (a)  atomic; read and written with __atomic builtins only
+ *   (o)  obj->lock
+ *   (s)  space->lock (rwlock: read for lookups, write for changes)
+ *   (P)  pool->lock
+ *   (h)  owned by one handler thread; others read with relaxed atomics
+ *
+ * Lock order (docs/design.md): space->lock  ->  obj->lock  ->  pool->lock.
+ * No lock is held across pager I/O or across a copy to or from user memory
+ * that may fault into a libvmo mapping; page busy states (FILLING,
+ * WRITEBACK) stand in for the lock there and other parties wait on
+ * obj->cv.
+ */
+#ifndef VMO_INTERNAL_H
+#define VMO_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../include/vmo.h"
+
+#define VMO__HIDDEN __attribute__((visibility("hidden")))
+#define PS ((uint64_t)VMO_PAGE_SIZE)
+#define PAGE_SHIFT 12
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define ATOMIC_INC(p) __atomic_fetch_add((p), 1, __ATOMIC_RELAXED)
+#define ATOMIC_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define ATOMIC_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+/* Counters with a single writer: a plain load/store pair, race-free for
+ * readers that use ATOMIC_LOAD, and no locked instruction on the hot path. */
+#define OWNER_ADD(p, v) \
+	__atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (v), \
+			 __ATOMIC_RELAXED)
+
+/* ------------------------------------------------------------ fork guard */
+
+/* Incremented in the child by a pthread_atfork handler.  Every handle
+ * records the generation it was created in; a mismatch means "we are a
+ * child of the process that created this handle". */
+extern VMO__HIDDEN unsigned vmo__fork_gen;
+VMO__HIDDEN void vmo__fork_guard_init(void);
+static inline bool vmo__stale(unsigned gen)
+{
+	return unlikely(gen != __atomic_load_n(&vmo__fork_gen, __ATOMIC_ACQUIRE));
+}
+
+/* ------------------------------------------------------------ page table */
+
+/*
+ * Page state, one byte per page.  The low three bits are the state of the
+ * state machine in docs/design.md; the rest are flags.
+ *
+ *   ABSENT    not in the memfd: the pager (or zeros) supplies it
+ *   RESIDENT  in the memfd
+ *   FILLING   busy: a filler owns it and is running the pager
+ *   WRITEBACK busy for writers: its content is being written back; it is
+ *             resident and may be read and mapped meanwhile
+ *
+ * Space is left for EVICTING and SWAPPED (self-paging) and for clone
+ * bookkeeping flags.
+ */
+enum {
+	PG_ABSENT = 0,
+	PG_RESIDENT = 1,
+	PG_FILLING = 2,
+	PG_WRITEBACK = 3,
+};
+#define PG_STATE(b) ((b) & 0x07)
+#define PG_DIRTY 0x08 /* differs from the pager's copy */
+
+#define PT_LEAF_SHIFT 9
+#define PT_LEAF_PAGES (1u << PT_LEAF_SHIFT)
+#define PT_NODE_SHIFT 9
+#define PT_NODE_SLOTS (1u << PT_NODE_SHIFT)
+
+/* Sparse radix tree of state bytes.  Untouched ranges cost nothing; a leaf
+ * (512 pages = 2 MiB of object) is freed when its last page goes ABSENT. */
+struct vmo__ptable {
+	void *root;        /* leaf if height == 0, else interior node */
+	unsigned height;   /* interior levels above the leaves (c) */
+	uint64_t nleaves;  /* allocated leaves */
+	uint64_t nnodes;   /* allocated interior nodes */
+};
+
+VMO__HIDDEN void vmo__pt_init(struct vmo__ptable *pt, uint64_t npages);
+VMO__HIDDEN void vmo__pt_destroy(struct vmo__ptable *pt);
+/* State byte of page pg (0 if its leaf does not exist). */
+VMO__HIDDEN uint8_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg);
+/* Set the state byte; allocates the leaf if needed (-ENOMEM). Setting 0
+ * may free the leaf. */
+VMO__HIDDEN int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v);
+/* First page >= pg and < end whose state byte is non-zero, or end. */
+VMO__HIDDEN uint64_t vmo__pt_next_used(const struct vmo__ptable *pt,
+				       uint64_t pg, uint64_t end);
+
+/* ------------------------------------------------------------------ pool */
+
+struct vmo_pool {
+	unsigned gen;        /* (c) fork generation */
+	int refs;            /* (a) the user's ref + one per object */
+	pthread_mutex_t lock;
+	uint64_t objects;          /* (a) */
+	uint64_t resident_pages;   /* (a) */
+	uint64_t dirty_pages;      /* (a) */
+	uint64_t writeback_errors; /* (a) */
+};
+
+VMO__HIDDEN void vmo__pool_get(vmo_pool_t *pool);
+VMO__HIDDEN void vmo__pool_put(vmo_pool_t *pool);
+
+/* ---------------------------------------------------------------- object */
+
+enum vmo__kind { VMO_KIND_ANON, VMO_KIND_FILE, VMO_KIND_PAGER };
+
+struct vmo__mapping;
+
+struct vmo {
+	vmo_pool_t *pool;      /* (c) holds a pool reference */
+	unsigned gen;          /* (c) */
+	enum vmo__kind kind;   /* (c) */
+	unsigned flags;        /* (c) VMO_FILE_* for files */
+	uint64_t size;         /* (c) bytes */
+	uint64_t npages;       /* (c) */
+	bool writable;         /* (c) may be written (vmo_write, PROT_WRITE) */
+	bool writeback;        /* (c) dirty pages go back to a pager */
+	int memfd;             /* (c) the frames */
+
+	/* file pager (c) */
+	int file_fd;
+	uint64_t file_off;     /* file offset of object offset 0 */
+	uint64_t file_valid;   /* object bytes backed by the file; beyond:
+				  zeros, never written back */
+	/* user pager (c) */
+	vmo_pager_ops_t ops;
+	void *ctx;
+
+	int refs;              /* (a) */
+
+	pthread_mutex_t lock;
+	pthread_cond_t cv;     /* busy pages changed state (o) */
+	unsigned waiters;      /* threads sleeping on cv (o) */
+	struct vmo__ptable pt; /* (o) */
+	uint64_t nresident;    /* (o) */
+	uint64_t ndirty;       /* (o) */
+	struct vmo__mapping *maps; /* (o) list of live mappings */
+	uint64_t nmaps;        /* (o) */
+	bool wmapped;          /* (o) writable mapping existed since the last
+				  sync (dirty tracking without WP_ASYNC) */
+
+	/* statistics (a) */
+	uint64_t st_faults, st_filled, st_preads, st_pread_bytes, st_pwrites,
+		st_pwrite_bytes, st_perrors, st_decommitted;
+};
+
+static inline bool vmo__obj_stale(const vmo_t *o)
+{
+	return vmo__stale(o->gen);
+}
+
+/*
+ * Claim the start of [pg, pg+n) for a caller that wants it resident.
+ * Under obj->lock: waits while page pg is FILLING (someone else's fill);
+ * then returns in *k the length of the longest run starting at pg of pages
+ * of one class:
+ *   VMO__RUN_FILL      pages were ABSENT and are now FILLING, owned by the
+ *                      caller, who must end with vmo__obj_fill_done();
+ *   VMO__RUN_RESIDENT  pages are resident (RESIDENT or WRITEBACK).
+ * *waited is set if the call slept.  Returns the class.
+ */
+enum { VMO__RUN_FILL = 1, VMO__RUN_RESIDENT = 2 };
+VMO__HIDDEN int vmo__obj_claim(vmo_t *obj, uint64_t pg, uint64_t n,
+			       uint64_t *k, bool *waited);
+/* FILLING -> RESIDENT (ok) or ABSENT (failed), wake waiters. */
+VMO__HIDDEN void vmo__obj_fill_done(vmo_t *obj, uint64_t pg, uint64_t k,
+				    bool ok);
+/* Run the pager for pages [pg, pg+k) into buf (k*PS bytes).  No lock may
+ * be held.  Returns 0 or -EIO.  Counts pager statistics. */
+VMO__HIDDEN int vmo__pager_read(vmo_t *obj, uint64_t pg, uint64_t k,
+				void *buf);
+/* Write back pages [pg, pg+k) whose content is buf.  0 or -EIO. */
+VMO__HIDDEN int vmo__pager_write(vmo_t *obj, uint64_t pg, uint64_t k,
+				 const void *buf);
+/* Write buf (k pages) to the memfd at pg (used when a filled run cannot be
+ * installed into a mapping). 0 or -errno. */
+VMO__HIDDEN int vmo__memfd_store(vmo_t *obj, uint64_t pg, uint64_t k,
+				 const void *buf);
+/* Object of pages that are zeros when absent (no pager I/O needed). */
+static inline bool vmo__obj_zero_fill(const vmo_t *o)
+{
+	return o->kind == VMO_KIND_ANON;
+}
+
+/* Mapping list maintenance (obj->lock taken inside). */
+VMO__HIDDEN void vmo__obj_add_mapping(vmo_t *obj, struct vmo__mapping *m);
+/* Harvest dirty bits of m's range into the object, then unlink it. */
+VMO__HIDDEN void vmo__obj_del_mapping(vmo_t *obj, struct vmo__mapping *m);
+/* Scan [addr, addr+len) of a WP-tracked mapping of obj for written pages
+ * and mark them dirty (obj->lock held). */
+VMO__HIDDEN void vmo__obj_harvest_locked(vmo_t *obj, struct vmo__mapping *m,
+					 uintptr_t addr, uint64_t len);
+
+/* Mark every resident page of [pg, end) dirty (obj->lock held). */
+VMO__HIDDEN void vmo__obj_mark_dirty_locked(vmo_t *obj, uint64_t pg,
+					    uint64_t end);
+
+/* ----------------------------------------------------------------- space */
+
+#define VMO__FA_STREAMS 8
+
+struct vmo__mapping {
+	vmo_space_t *space;   /* (c) */
+	vmo_t *obj;           /* (c) holds a reference */
+	uint64_t id;          /* (c) unique per space: revalidation */
+	uintptr_t addr;       /* (s) */
+	uint64_t len;         /* (s) */
+	uint64_t off;         /* (s) object offset of addr */
+	int prot;             /* (s) */
+	bool track_wp;        /* (c) registered for write-protect: writes are
+				 logged through WP_ASYNC */
+	int advice;           /* (a) VMO_ADV_NORMAL/SEQUENTIAL/RANDOM */
+	struct {
+		uint64_t next;    /* (a) object page expected next */
+		uint32_t window;  /* (a) last cluster size in pages */
+	} fa[VMO__FA_STREAMS]; /* fault-around streams (heuristic: races
+				  between handlers only blur the guess) */
+	unsigned fa_clock;    /* (a) next stream slot to recycle */
+	struct vmo__mapping *obj_next, *obj_prev; /* (o) */
+};
+
+struct vmo__hstats {   /* (h) one per handler thread */
+	uint64_t missing, minor, wp, write, spurious, filled, mapped, clusters,
+		pager_calls, pager_bytes, errors, sigbus, waits;
+	uint64_t lat[VMO_LAT_BUCKETS];
+};
+
+struct vmo__handler {
+	vmo_space_t *space;
+	pthread_t thread;
+	void *buf;             /* bounce buffer of max_cluster bytes */
+	struct vmo__hstats st;
+};
+
+struct vmo_space {
+	vmo_pool_t *pool;      /* (c) holds a pool reference */
+	unsigned gen;          /* (c) */
+	int uffd;              /* (c) */
+	uint64_t features;     /* (c) UFFD_FEATURE_* granted */
+	bool wp_async;         /* (c) WP_ASYNC + PAGEMAP_SCAN usable */
+	bool wp;               /* (c) write-protect on shmem usable */
+	bool poison;           /* (c) UFFDIO_POISON usable */
+	int kernel_faults;     /* (c) 0 or VMO_EUSERMODE */
+	uint64_t max_cluster_pages; /* (c) */
+
+	pthread_rwlock_t lock;
+	struct vmo__mapping **maps; /* (s) sorted by addr, non-overlapping */
+	size_t nmaps, cap;          /* (s) */
+	uint64_t next_id;           /* (s) */
+
+	unsigned nthreads;          /* (c) */
+	struct vmo__handler *handlers; /* (c) */
+	void *doorbell;             /* (c) one page that wakes a handler */
+	int stopping;               /* (a) */
+
+	/* faults resolved by non-handler threads (populate, willneed) */
+	pthread_mutex_t extra_lock;
+	struct vmo__hstats extra;   /* (extra_lock) */
+};
+
+VMO__HIDDEN int vmo__handlers_start(vmo_space_t *space);
+VMO__HIDDEN void vmo__handlers_stop(vmo_space_t *space);
+/* Make [addr, addr+len) of mapping m resident and mapped, in clusters of up
+ * to max_cluster (used by VMO_MAP_POPULATE and VMO_ADV_WILLNEED).  Space
+ * lock must NOT be held. */
+VMO__HIDDEN int vmo__populate(vmo_space_t *space, uintptr_t addr,
+			      uint64_t len, struct vmo__hstats *st,
+			      void *buf);
+/* Lookup under (s) held for reading. */
+VMO__HIDDEN struct vmo__mapping *vmo__space_lookup(vmo_space_t *space,
+						   uintptr_t addr);
+
+/* ------------------------------------------------------------ system layer */
+
+/* src/sys/sys.c: the only code that issues VM system calls. */
+VMO__HIDDEN int vmo__sys_memfd(uint64_t size);
+VMO__HIDDEN int vmo__sys_pagemap_fd(void);
+/* PAGEMAP_SCAN for written pages in [start, end) and re-protect them.
+ * Calls cb(arg, page_start, page_end) per region.  0 or -errno. */
+VMO__HIDDEN int vmo__sys_scan_written(uintptr_t start, uintptr_t end,
+				      void (*cb)(void *arg, uintptr_t s,
+						 uintptr_t e),
+				      void *arg);
+VMO__HIDDEN int vmo__sys_pread_full(int fd, void *buf, size_t len,
+				    uint64_t off, size_t *got);
+VMO__HIDDEN int vmo__sys_pwrite_full(int fd, const void *buf, size_t len,
+				     uint64_t off);
+VMO__HIDDEN uint64_t vmo__now_ns(void);
+VMO__HIDDEN unsigned vmo__log2_bucket(uint64_t ns);
+
+/* Thread-local bounce buffer of at least len bytes (library memory, never
+ * a libvmo mapping), or NULL. */
+VMO__HIDDEN void *vmo__scratch(size_t len);
+
+#endif /* VMO_INTERNAL_H */

@@ -1,0 +1,198 @@
+/*
+ * testlib.h — a tiny test harness.
+ *
+ * Each test file defines tests with TEST(name) { ... } and ends with
+ * TEST_MAIN().  Every test runs in its own forked child with a time limit
+ * (TEST_TIMEOUT seconds, default 120), so a crash, a hang or a leaked
+ * thread fails that test only.  Checks print the expression, the values and
+ * the line, and fail the test at once.
+ *
+ * A binary prints one line per test and a final "N passed, N failed";
+ * tests/run.sh adds up all binaries.  Pass test names as arguments to run
+ * only those.
+ */
+#ifndef VMO_TESTLIB_H
+#define VMO_TESTLIB_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vmo.h"
+
+typedef void (*test_fn)(void);
+struct test_case {
+	const char *name;
+	test_fn fn;
+};
+#define TEST_MAX 256
+static struct test_case test_cases[TEST_MAX];
+static int test_count;
+
+#define TEST(name)                                                    \
+	static void test_##name(void);                                \
+	__attribute__((constructor)) static void reg_##name(void)     \
+	{                                                             \
+		if (test_count < TEST_MAX)                            \
+			test_cases[test_count++] =                    \
+				(struct test_case){#name, test_##name}; \
+	}                                                             \
+	static void test_##name(void)
+
+#define FAIL(...)                                                      \
+	do {                                                           \
+		fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);      \
+		fprintf(stderr, __VA_ARGS__);                          \
+		fprintf(stderr, "\n");                                 \
+		_exit(1);                                              \
+	} while (0)
+
+#define CHECK(cond)                                                    \
+	do {                                                           \
+		if (!(cond))                                           \
+			FAIL("CHECK(%s) failed", #cond);               \
+	} while (0)
+
+#define CHECK_EQ(a, b)                                                     \
+	do {                                                               \
+		long long _a = (long long)(a), _b = (long long)(b);        \
+		if (_a != _b)                                              \
+			FAIL("CHECK_EQ(%s, %s): %lld != %lld", #a, #b, _a, \
+			     _b);                                          \
+	} while (0)
+
+/* A call that must succeed (returns 0). */
+#define OK(call)                                                         \
+	do {                                                             \
+		int _r = (call);                                         \
+		if (_r != 0)                                             \
+			FAIL("%s returned %d (%s)", #call, _r,           \
+			     vmo_strerror(_r));                          \
+	} while (0)
+
+/* A call that must fail with exactly err (a negative errno). */
+#define CHECK_ERR(call, err)                                             \
+	do {                                                             \
+		int _r = (call);                                         \
+		if (_r != (err))                                         \
+			FAIL("%s returned %d, expected %s (%d)", #call,  \
+			     _r, #err, (err));                           \
+	} while (0)
+
+#define CHECK_MEM(p, q, n)                                               \
+	do {                                                             \
+		if (memcmp((p), (q), (n)) != 0)                          \
+			FAIL("CHECK_MEM(%s, %s, %zu): contents differ",  \
+			     #p, #q, (size_t)(n));                       \
+	} while (0)
+
+#define PG ((size_t)VMO_PAGE_SIZE)
+
+/* Deterministic content: byte i of "file" seed s. */
+static inline uint8_t pattern_byte(uint64_t seed, uint64_t i)
+{
+	uint64_t x = (i >> 3) * 0x9E3779B97F4A7C15ull + seed;
+	x ^= x >> 29;
+	x *= 0xBF58476D1CE4E5B9ull;
+	x ^= x >> 32;
+	return (uint8_t)(x >> ((i & 7) * 8));
+}
+
+static inline void pattern_fill(void *buf, size_t len, uint64_t seed,
+				uint64_t off)
+{
+	uint8_t *b = buf;
+	for (size_t i = 0; i < len; i++)
+		b[i] = pattern_byte(seed, off + i);
+}
+
+/* A temporary regular file of len bytes with pattern content; returns an
+ * O_RDWR fd (the file is already unlinked). */
+static inline int temp_file(size_t len, uint64_t seed)
+{
+	char path[] = "/tmp/vmotestXXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		FAIL("mkstemp: %s", strerror(errno));
+	unlink(path);
+	char *buf = malloc(1 << 20);
+	for (size_t off = 0; off < len; off += 1 << 20) {
+		size_t n = len - off < (1u << 20) ? len - off : 1u << 20;
+		pattern_fill(buf, n, seed, off);
+		if (pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)
+			FAIL("pwrite: %s", strerror(errno));
+	}
+	free(buf);
+	return fd;
+}
+
+static int test_run_one(struct test_case *t, int timeout)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm((unsigned)timeout);
+		t->fn();
+		fflush(NULL);
+		_exit(0);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (WIFSIGNALED(st))
+		fprintf(stderr, "  killed by signal %d%s\n", WTERMSIG(st),
+			WTERMSIG(st) == SIGALRM ? " (timeout)" : "");
+	return 1;
+}
+
+static inline int test_main(int argc, char **argv, const char *file)
+{
+	const char *to = getenv("TEST_TIMEOUT");
+	int timeout = to ? atoi(to) : 120;
+	int passed = 0, failed = 0;
+	for (int i = 0; i < test_count; i++) {
+		struct test_case *t = &test_cases[i];
+		if (argc > 1) {
+			int want = 0;
+			for (int j = 1; j < argc; j++)
+				want |= !strcmp(argv[j], t->name);
+			if (!want)
+				continue;
+		}
+		struct timespec a, b;
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		int r = test_run_one(t, timeout);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 +
+			    (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+		printf("%s %s.%s (%.0f ms)\n", r ? "FAIL" : "ok  ", file,
+		       t->name, ms);
+		fflush(stdout);
+		if (r)
+			failed++;
+		else
+			passed++;
+	}
+	printf("%s: %d passed, %d failed\n", file, passed, failed);
+	return failed ? 1 : 0;
+}
+
+#define TEST_MAIN()                                                    \
+	int main(int argc, char **argv)                                \
+	{                                                              \
+		const char *f = strrchr(__FILE__, '/');                \
+		return test_main(argc, argv, f ? f + 1 : __FILE__);    \
+	}
+
+#endif
