@@ -190,7 +190,14 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	s->pool = pool;
 	s->gen = pool->gen;
 	s->max_cluster_pages = o.max_cluster / PS;
-	pthread_rwlock_init(&s->lock, NULL);
+	/* Writers first: faults hold the lock only briefly and never
+	 * recursively, and unmap must not starve under a fault storm. */
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra,
+				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&s->extra_lock, NULL);
 	int r = uffd_setup(s, o.flags & VMO_SPACE_USER_MODE_ONLY);
 	if (r)
@@ -442,8 +449,16 @@ out:
 
 /* ---------------------------------------------------------------- unmap */
 
-/* Unmap whole mappings [i, j) of the array.  (s) held for writing. */
-static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len)
+/*
+ * Remove the mappings inside [a, a+len) (whole mappings: split first) and
+ * unmap the range.  (s) held for writing.  The object references the
+ * mappings held are handed to *drop (capacity: the number of mappings
+ * removed, at most s->nmaps): the caller releases them after dropping
+ * space->lock, because a last reference writes back through the pager,
+ * which must run with no library lock held.
+ */
+static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len,
+			 vmo_t **drop, size_t *ndrop)
 {
 	uintptr_t end = a + len;
 	/* Stop writers first so the harvest below is complete. */
@@ -458,11 +473,8 @@ static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len)
 		struct vmo__mapping *m = s->maps[i];
 		vmo__obj_del_mapping(m->obj, m);
 		array_remove(s, i);
-		vmo_t *o = m->obj;
+		drop[(*ndrop)++] = m->obj;
 		free(m);
-		/* The object may go away here (last reference): it syncs
-		 * itself, and its mapping is already off its list. */
-		vmo_unref(o);
 	}
 	/* Atomically replace the views so the memfd is never mapped
 	 * unregistered, wake blocked faulters into SIGSEGV, unmap. */
@@ -489,15 +501,22 @@ int vmo_unmap(vmo_space_t *s, void *addr, size_t len)
 		return -EINVAL;
 	pthread_rwlock_wrlock(&s->lock);
 	int r = 0;
+	vmo_t **drop = NULL;
+	size_t ndrop = 0;
 	if (!covered(s, a, len))
 		r = -ENOENT;
 	if (!r)
 		r = split_at(s, a);
 	if (!r)
 		r = split_at(s, a + len);
+	if (!r && !(drop = malloc(s->nmaps * sizeof *drop)))
+		r = -ENOMEM;
 	if (!r)
-		remove_range(s, a, len);
+		remove_range(s, a, len, drop, &ndrop);
 	pthread_rwlock_unlock(&s->lock);
+	for (size_t i = 0; i < ndrop; i++)
+		vmo_unref(drop[i]);
+	free(drop);
 	return r;
 }
 
@@ -655,11 +674,24 @@ void vmo_space_destroy(vmo_space_t *s)
 	if (!s || vmo__stale(s->gen))
 		return;
 	pthread_rwlock_wrlock(&s->lock);
+	size_t ndrop = 0, n = s->nmaps;
+	vmo_t *one, **drop = n ? malloc(n * sizeof *drop) : NULL;
 	while (s->nmaps) {
 		struct vmo__mapping *m = s->maps[0];
-		remove_range(s, m->addr, m->len);
+		size_t k = 0;
+		/* without memory for the list, release one at a time */
+		remove_range(s, m->addr, m->len, drop ? drop + ndrop : &one,
+			     drop ? &ndrop : &k);
+		if (!drop) {
+			pthread_rwlock_unlock(&s->lock);
+			vmo_unref(one);
+			pthread_rwlock_wrlock(&s->lock);
+		}
 	}
 	pthread_rwlock_unlock(&s->lock);
+	for (size_t i = 0; i < ndrop; i++)
+		vmo_unref(drop[i]);
+	free(drop);
 	vmo__handlers_stop(s);
 	for (unsigned i = 0; i < s->nthreads; i++)
 		free(s->handlers[i].buf);
