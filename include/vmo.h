@@ -357,6 +357,8 @@ typedef struct vmo_space_stats {
 	uint64_t errors;           /* pager failures seen by faults */
 	uint64_t sigbus;           /* faults answered with SIGBUS (poison) */
 	uint64_t waits;            /* faults that waited for another filler */
+	uint64_t pages_readahead;  /* pages filled ahead of a sequential scan
+				      by a handler that found its page busy */
 	/* Service time of each fault in a handler thread, from reading the
 	 * fault to waking the faulting thread: bucket i counts faults that
 	 * took [2^i, 2^(i+1)) ns (bucket 0 also takes < 1 ns). */

@@ -61,33 +61,59 @@
 
 /* ---------------------------------------------------------- fault-around */
 
-/* Returns the window for a fault at pg and the stream slot it belongs to. */
+/*
+ * The window for a fault at object page pg, and the stream slot it belongs
+ * to.  The stream is advanced at once (next = pg + window), so that faults
+ * arriving while this cluster is still being filled recognise it as in
+ * flight.  *ahead is set to the stream's next page when pg falls inside a
+ * stream's in-flight cluster of maximal size (the faulting thread has run
+ * into pages still being filled: the scan is sequential and outruns the
+ * filler), else to UINT64_MAX.  space->lock held for reading.
+ */
 static uint64_t fa_window(struct vmo__mapping *m, uint64_t pg, uint64_t maxw,
-			  unsigned *slot)
+			  unsigned *slot, uint64_t *ahead)
 {
 	int adv = ATOMIC_LOAD(&m->advice);
+	uint64_t w = 1;
 	*slot = 0;
+	*ahead = UINT64_MAX;
 	if (adv == VMO_ADV_RANDOM)
 		return 1;
-	if (adv == VMO_ADV_SEQUENTIAL)
-		return maxw;
 	for (unsigned i = 0; i < VMO__FA_STREAMS; i++) {
-		if (ATOMIC_LOAD(&m->fa[i].next) == pg) {
-			uint32_t w = ATOMIC_LOAD(&m->fa[i].window);
+		uint64_t next = ATOMIC_LOAD(&m->fa[i].next);
+		uint32_t fw = ATOMIC_LOAD(&m->fa[i].window);
+		if (next == pg) {
 			*slot = i;
-			return w ? MIN((uint64_t)w * 2, maxw) : 1;
+			w = fw ? MIN((uint64_t)fw * 2, maxw) : 1;
+			goto claim;
+		}
+		if (fw == maxw && pg < next && pg >= next - fw) {
+			*slot = i;
+			*ahead = next;
+			return 1;
 		}
 	}
 	/* a new stream replaces the oldest */
 	*slot = ATOMIC_INC(&m->fa_clock) % VMO__FA_STREAMS;
-	return 1;
+claim:
+	if (adv == VMO_ADV_SEQUENTIAL)
+		w = maxw;
+	__atomic_store_n(&m->fa[*slot].next, pg + w, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->fa[*slot].window, (uint32_t)w, __ATOMIC_RELAXED);
+	return w;
 }
 
-static void fa_update(struct vmo__mapping *m, unsigned slot, uint64_t pg,
-		      uint64_t k, uint64_t w)
+/* A cluster ended early (a run of another class began): the stream
+ * continues where it really ended.  Only ever shrinks what fa_window set,
+ * so a concurrent read-ahead that moved the stream on is not undone. */
+static void fa_shorten(struct vmo__mapping *m, unsigned slot, uint64_t pg,
+		       uint64_t k, uint64_t w)
 {
-	__atomic_store_n(&m->fa[slot].next, pg + k, __ATOMIC_RELAXED);
-	__atomic_store_n(&m->fa[slot].window, (uint32_t)w, __ATOMIC_RELAXED);
+	if (k >= w)
+		return;
+	__atomic_compare_exchange_n(&m->fa[slot].next, &(uint64_t){pg + w},
+				    pg + k, false, __ATOMIC_RELAXED,
+				    __ATOMIC_RELAXED);
 }
 
 /* --------------------------------------------------------------- ioctls */
@@ -188,7 +214,98 @@ static uint64_t revalidate(vmo_space_t *s, struct target *t, uint64_t pg,
 	return MIN(k, hi - pg);
 }
 
-enum { R_DONE = 0, R_RETRY = 1 };
+/*
+ * Fill the claimed (FILLING) run [pg, pg+k) and install it.  The pager
+ * works in sub-runs of VMO__FILL_SUB pages so that the bounce buffer stays in
+ * cache between the pager's write and UFFDIO_COPY's read of it (a 2 MiB
+ * buffer does not, and costs ~40 % more per page).  Pages that cannot be
+ * installed (the mapping changed) are stored into the memfd instead, so a
+ * fill is never wasted.  Returns pages settled (>= 1) or a negative errno.
+ */
+static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
+			uint64_t k, bool fault, void *buf,
+			struct vmo__hstats *st)
+{
+	vmo_t *o = t->obj;
+	bool zero = vmo__obj_zero_fill(o);
+	uint64_t sub = zero ? k : VMO__FILL_SUB;
+	uint64_t done = 0, mapped = 0;
+	bool gone = false;
+	int fail = 0;
+
+	while (done < k) {
+		uint64_t n = MIN(k - done, sub), got = 0;
+		uintptr_t a = t->base + (pg + done) * PS;
+		if (!zero) {
+			int r = vmo__pager_read(o, pg + done, n, buf);
+			OWNER_ADD(&st->pager_calls, 1);
+			if (r) {
+				fail = -EIO;
+				break;
+			}
+			OWNER_ADD(&st->pager_bytes, n * PS);
+		}
+		int err = 0;
+		pthread_rwlock_rdlock(&s->lock);
+		uint64_t cover = gone ? 0 : revalidate(s, t, pg + done, n);
+		if (cover)
+			got = install(s->uffd, zero ? INST_ZERO : INST_COPY, a,
+				      cover * PS, buf, t->wp, &err) / PS;
+		pthread_rwlock_unlock(&s->lock);
+		if (!cover)
+			gone = true;
+		mapped += got;
+		if (got < n) {
+			int r;
+			if (zero)
+				r = fallocate(o->memfd, 0,
+					      (off_t)((pg + done + got) * PS),
+					      (off_t)((n - got) * PS))
+					    ? -errno
+					    : 0;
+			else
+				r = vmo__memfd_store(o, pg + done + got,
+						     n - got,
+						     (char *)buf + got * PS);
+			if (r) {
+				done += got;
+				fail = r;
+				break;
+			}
+		}
+		done += n;
+	}
+	/* [pg, pg+done) hold their data; the rest go back to ABSENT */
+	if (done)
+		vmo__obj_fill_done(o, pg, done, true);
+	if (done < k)
+		vmo__obj_fill_done(o, pg + done, k - done, false);
+	OWNER_ADD(&st->filled, done);
+	OWNER_ADD(&st->mapped, mapped);
+	if (k > 1)
+		OWNER_ADD(&st->clusters, 1);
+	if (!fault)
+		return done ? (int64_t)done : (fail ? fail : -EIO);
+	if (done == 0) {
+		/* the fault page itself failed */
+		OWNER_ADD(&st->errors, 1);
+		pthread_rwlock_rdlock(&s->lock);
+		if (revalidate(s, t, pg, 1)) {
+			poison(s, t->base + pg * PS);
+			OWNER_ADD(&st->sigbus, 1);
+		}
+		pthread_rwlock_unlock(&s->lock);
+		return fail == -EIO ? -EIO : fail;
+	}
+	if (fail)
+		OWNER_ADD(&st->errors, 1);
+	if (mapped == 0)
+		/* stored, not mapped: the thread retries and takes a MINOR
+		 * fault, or SIGSEGV if the mapping went away */
+		uffd_wake(s->uffd, t->base + pg * PS, PS);
+	return gone && mapped == 0 ? -ENOENT : (int64_t)done;
+}
+
 
 /*
  * Make object page `pg` (and a cluster after it, window w) resident and
@@ -197,7 +314,7 @@ enum { R_DONE = 0, R_RETRY = 1 };
  * failed, -ENOENT: mapping gone).
  */
 static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
-			   uint64_t w, bool fault, void *buf,
+			   uint64_t w, bool fault, bool nowait, void *buf,
 			   struct vmo__hstats *st)
 {
 	vmo_t *o = t->obj;
@@ -206,65 +323,17 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	for (;;) {
 		uint64_t k;
 		bool waited = false;
-		int cls = vmo__obj_claim(o, pg, n, &k, &waited);
+		int cls = vmo__obj_claim(o, pg, n, &k, nowait ? NULL : &waited);
 		if (waited)
 			OWNER_ADD(&st->waits, 1);
 		if (cls < 0)
 			return cls;
+		if (cls == VMO__RUN_BUSY)
+			return 0;
 		int err = 0;
 		uint64_t got = 0;
-		if (cls == VMO__RUN_FILL) {
-			bool zero = vmo__obj_zero_fill(o);
-			if (!zero) {
-				int r = vmo__pager_read(o, pg, k, buf);
-				OWNER_ADD(&st->pager_calls, 1);
-				if (r) {
-					vmo__obj_fill_done(o, pg, k, false);
-					OWNER_ADD(&st->errors, 1);
-					if (fault) {
-						pthread_rwlock_rdlock(&s->lock);
-						if (revalidate(s, t, pg, 1))
-							poison(s, faddr);
-						pthread_rwlock_unlock(&s->lock);
-						OWNER_ADD(&st->sigbus, 1);
-					}
-					return -EIO;
-				}
-				OWNER_ADD(&st->pager_bytes, k * PS);
-			}
-			pthread_rwlock_rdlock(&s->lock);
-			uint64_t cover = revalidate(s, t, pg, k);
-			if (cover)
-				got = install(s->uffd, zero ? INST_ZERO : INST_COPY,
-					      faddr, cover * PS, buf, t->wp,
-					      &err) / PS;
-			pthread_rwlock_unlock(&s->lock);
-			/* Pages not installed keep their data: store them in
-			 * the memfd so the fill is not lost. */
-			int r = 0;
-			if (got < k) {
-				if (zero)
-					r = fallocate(o->memfd, 0,
-						      (off_t)((pg + got) * PS),
-						      (off_t)((k - got) * PS))
-						    ? -errno
-						    : 0;
-				else
-					r = vmo__memfd_store(
-						o, pg + got, k - got,
-						(char *)buf + got * PS);
-			}
-			vmo__obj_fill_done(o, pg, k, r == 0);
-			OWNER_ADD(&st->filled, r == 0 ? k : got);
-			OWNER_ADD(&st->mapped, got);
-			if (k > 1)
-				OWNER_ADD(&st->clusters, 1);
-			if (fault && got == 0)
-				uffd_wake(s->uffd, faddr, PS);
-			if (!cover)
-				return -ENOENT;
-			return (int64_t)k;
-		}
+		if (cls == VMO__RUN_FILL)
+			return fill_run(s, t, pg, k, fault, buf, st);
 		/* resident run: map it */
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = revalidate(s, t, pg, k);
@@ -314,6 +383,34 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	return true;
 }
 
+/*
+ * The faulting thread ran into a cluster that another handler is still
+ * filling (page pg is FILLING): instead of sleeping until that fill ends,
+ * fill the cluster after it, so that two handlers fill a sequential scan
+ * in parallel.  Only when pg really is busy; the stream is advanced past
+ * the new cluster first, so the next handler to arrive goes further on.
+ */
+static void read_ahead(vmo_space_t *s, struct target *t, unsigned slot,
+		       uint64_t pg, uint64_t from, void *buf,
+		       struct vmo__hstats *st)
+{
+	if (!vmo__obj_filling(t->obj, pg))
+		return;
+	uint64_t w = s->max_cluster_pages;
+	pthread_rwlock_rdlock(&s->lock);
+	struct vmo__mapping *m = vmo__space_lookup(s, t->base + pg * PS);
+	bool ok = m && m->id == t->id &&
+		  __atomic_compare_exchange_n(&m->fa[slot].next, &from,
+					      from + w, false, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&s->lock);
+	if (!ok)
+		return; /* somebody else is reading ahead there */
+	int64_t r = resolve_run(s, t, from, w, false, true, buf, st);
+	if (r > 0)
+		OWNER_ADD(&st->readahead, (uint64_t)r);
+}
+
 static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 			 uint64_t flags, uint64_t t0)
 {
@@ -333,10 +430,11 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	if (flags & UFFD_PAGEFAULT_FLAG_WRITE)
 		OWNER_ADD(&st->write, 1);
 
+	uint64_t ahead = UINT64_MAX;
 	pthread_rwlock_rdlock(&s->lock);
 	bool found = target_of(s, addr, &t, &pg);
 	if (found)
-		w = fa_window(t.m, pg, s->max_cluster_pages, &slot);
+		w = fa_window(t.m, pg, s->max_cluster_pages, &slot, &ahead);
 	pthread_rwlock_unlock(&s->lock);
 	if (!found) {
 		/* unmapped meanwhile: let the thread retry (and SIGSEGV) */
@@ -345,17 +443,18 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 		return;
 	}
 	ATOMIC_INC(&t.obj->st_faults);
-	int64_t r = resolve_run(s, &t, pg, w, true, h->buf, st);
+	if (ahead != UINT64_MAX && ahead < t.pg_hi)
+		read_ahead(s, &t, slot, pg, ahead, h->buf, st);
+	int64_t r = resolve_run(s, &t, pg, w, true, false, h->buf, st);
 	if (r == -ENOENT)
 		OWNER_ADD(&st->spurious, 1);
-	if (r > 0) {
-		/* only the mapping's own struct holds the predictor; it is
-		 * still alive if revalidation succeeded, which r > 0 says,
-		 * but an unmap may have run since: re-look it up. */
+	if (r > 0 && (uint64_t)r < w) {
+		/* the mapping struct holds the predictor: re-look it up,
+		 * an unmap may have freed it since */
 		pthread_rwlock_rdlock(&s->lock);
 		struct vmo__mapping *m = vmo__space_lookup(s, addr);
 		if (m && m->id == t.id)
-			fa_update(m, slot, pg, (uint64_t)r, w);
+			fa_shorten(m, slot, pg, (uint64_t)r, w);
 		pthread_rwlock_unlock(&s->lock);
 	}
 	vmo_unref(t.obj);
@@ -376,7 +475,7 @@ int vmo__populate(vmo_space_t *s, uintptr_t addr, uint64_t len,
 		if (!found)
 			return -ENOENT;
 		uint64_t w = MIN(s->max_cluster_pages, (end - addr) / PS);
-		int64_t r = resolve_run(s, &t, pg, w, false, buf, st);
+		int64_t r = resolve_run(s, &t, pg, w, false, false, buf, st);
 		vmo_unref(t.obj);
 		if (r < 0)
 			return (int)r;
@@ -426,7 +525,7 @@ int vmo__handlers_start(vmo_space_t *s)
 	for (unsigned i = 0; i < s->nthreads; i++) {
 		struct vmo__handler *h = &s->handlers[i];
 		h->space = s;
-		if (posix_memalign(&h->buf, PS, s->max_cluster_pages * PS)) {
+		if (posix_memalign(&h->buf, PS, VMO__FILL_SUB * PS)) {
 			h->buf = NULL;
 			return -ENOMEM;
 		}

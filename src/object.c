@@ -271,6 +271,11 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 	pthread_mutex_lock(&o->lock);
 	uint8_t b;
 	while (PG_STATE(b = vmo__pt_get(&o->pt, pg)) == PG_FILLING) {
+		if (!waited) {
+			pthread_mutex_unlock(&o->lock);
+			*k = 0;
+			return VMO__RUN_BUSY;
+		}
 		*waited = true;
 		wait_locked(o);
 	}
@@ -293,13 +298,26 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 	return cls;
 }
 
+bool vmo__obj_filling(vmo_t *o, uint64_t pg)
+{
+	pthread_mutex_lock(&o->lock);
+	bool r = PG_STATE(vmo__pt_get(&o->pt, pg)) == PG_FILLING;
+	pthread_mutex_unlock(&o->lock);
+	return r;
+}
+
 void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok)
 {
 	pthread_mutex_lock(&o->lock);
-	for (uint64_t i = 0; i < k; i++)
-		/* cannot fail: the leaves exist (the pages are FILLING) */
-		(void)pg_set(o, pg + i, PG_FILLING,
-			     ok ? PG_RESIDENT : PG_ABSENT);
+	for (uint64_t i = 0; i < k; i++) {
+		/* A FILLING page may already be mapped (UFFDIO_COPY wakes the
+		 * faulting thread before we get here), written, and harvested
+		 * as DIRTY: keep that bit.  Cannot fail: the leaves exist. */
+		uint8_t b = vmo__pt_get(&o->pt, pg + i);
+		(void)pg_set(o, pg + i, b,
+			     ok ? (uint8_t)(PG_RESIDENT | (b & PG_DIRTY))
+				: PG_ABSENT);
+	}
 	wake_waiters(o);
 	pthread_mutex_unlock(&o->lock);
 	if (ok)
@@ -539,7 +557,9 @@ static void harvest_cb(void *arg, uintptr_t s, uintptr_t e)
 	for (uintptr_t a = s; a < e; a += PS) {
 		uint64_t pg = (a - h->m->addr + h->m->off) / PS;
 		uint8_t b = vmo__pt_get(&o->pt, pg);
-		if (st_resident(b) && !(b & PG_DIRTY))
+		/* FILLING counts: a page is mapped (and may be written)
+		 * before its filler marks it RESIDENT */
+		if (PG_STATE(b) != PG_ABSENT && !(b & PG_DIRTY))
 			pg_set(o, pg, b, b | PG_DIRTY);
 	}
 }
@@ -562,7 +582,7 @@ void vmo__obj_mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
 	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
 		uint8_t b = vmo__pt_get(&o->pt, p);
-		if (st_resident(b) && !(b & PG_DIRTY))
+		if (PG_STATE(b) != PG_ABSENT && !(b & PG_DIRTY))
 			pg_set(o, p, b, b | PG_DIRTY);
 	}
 }
@@ -603,8 +623,11 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 	uint64_t p = pg;
 	while ((p = vmo__pt_next_used(&o->pt, p, end)) < end) {
 		uint8_t b = vmo__pt_get(&o->pt, p);
-		if (PG_STATE(b) == PG_WRITEBACK) {
-			wait_locked(o); /* another sync owns it: let it end */
+		if (PG_STATE(b) == PG_WRITEBACK ||
+		    (PG_STATE(b) == PG_FILLING && (b & PG_DIRTY))) {
+			/* another sync owns it, or its filler has not
+			 * finished: let them end */
+			wait_locked(o);
 			continue;
 		}
 		if (!(b & PG_DIRTY) || PG_STATE(b) != PG_RESIDENT) {

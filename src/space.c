@@ -135,7 +135,7 @@ static int populate_merge(vmo_space_t *s, uintptr_t a, uint64_t len)
 {
 	struct vmo__hstats st;
 	memset(&st, 0, sizeof st);
-	void *buf = malloc(s->max_cluster_pages * PS);
+	void *buf = malloc(VMO__FILL_SUB * PS);
 	if (!buf)
 		return -ENOMEM;
 	int r = vmo__populate(s, a, len, &st, buf);
@@ -639,6 +639,7 @@ static void add_stats(vmo_space_stats_t *d, const struct vmo__hstats *h)
 	d->errors += ATOMIC_LOAD(&h->errors);
 	d->sigbus += ATOMIC_LOAD(&h->sigbus);
 	d->waits += ATOMIC_LOAD(&h->waits);
+	d->pages_readahead += ATOMIC_LOAD(&h->readahead);
 	for (unsigned i = 0; i < VMO_LAT_BUCKETS; i++)
 		d->latency_ns_log2[i] += ATOMIC_LOAD(&h->lat[i]);
 }

@@ -180,11 +180,15 @@ static inline bool vmo__obj_stale(const vmo_t *o)
  *   VMO__RUN_FILL      pages were ABSENT and are now FILLING, owned by the
  *                      caller, who must end with vmo__obj_fill_done();
  *   VMO__RUN_RESIDENT  pages are resident (RESIDENT or WRITEBACK).
- * *waited is set if the call slept.  Returns the class.
+ * *waited is set if the call slept.  With waited == NULL the call never
+ * sleeps: it returns VMO__RUN_BUSY (and *k = 0) if page pg is FILLING.
+ * Returns the class, or -ENOMEM.
  */
-enum { VMO__RUN_FILL = 1, VMO__RUN_RESIDENT = 2 };
+enum { VMO__RUN_FILL = 1, VMO__RUN_RESIDENT = 2, VMO__RUN_BUSY = 3 };
 VMO__HIDDEN int vmo__obj_claim(vmo_t *obj, uint64_t pg, uint64_t n,
 			       uint64_t *k, bool *waited);
+/* Is page pg being filled right now? */
+VMO__HIDDEN bool vmo__obj_filling(vmo_t *obj, uint64_t pg);
 /* FILLING -> RESIDENT (ok) or ABSENT (failed), wake waiters. */
 VMO__HIDDEN void vmo__obj_fill_done(vmo_t *obj, uint64_t pg, uint64_t k,
 				    bool ok);
@@ -242,16 +246,21 @@ struct vmo__mapping {
 	struct vmo__mapping *obj_next, *obj_prev; /* (o) */
 };
 
+/* Pages the pager fills per call on the fault path (256 KiB): small
+ * enough that the bounce buffer stays in L2 between the pager's write and
+ * UFFDIO_COPY's read. */
+#define VMO__FILL_SUB 64u
+
 struct vmo__hstats {   /* (h) one per handler thread */
 	uint64_t missing, minor, wp, write, spurious, filled, mapped, clusters,
-		pager_calls, pager_bytes, errors, sigbus, waits;
+		pager_calls, pager_bytes, errors, sigbus, waits, readahead;
 	uint64_t lat[VMO_LAT_BUCKETS];
 };
 
 struct vmo__handler {
 	vmo_space_t *space;
 	pthread_t thread;
-	void *buf;             /* bounce buffer of max_cluster bytes */
+	void *buf;             /* bounce buffer of VMO__FILL_SUB pages */
 	struct vmo__hstats st;
 };
 
