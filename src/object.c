@@ -338,7 +338,7 @@ static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k)
 			return -errno;
 		return 0;
 	}
-	void *buf = vmo__scratch(k * PS);
+	void *buf = vmo__scratch(VMO__SCRATCH_FILL, k * PS);
 	if (!buf)
 		return -ENOMEM;
 	int r = vmo__pager_read(o, pg, k, buf);
@@ -397,7 +397,7 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 	int r = check_bytes(o, off, len);
 	if (r || !len)
 		return r;
-	char *scratch = vmo__scratch(IO_CHUNK);
+	char *scratch = vmo__scratch(VMO__SCRATCH_IO, IO_CHUNK);
 	if (!scratch)
 		return -ENOMEM;
 	uint64_t pos = off, end = off + len;
@@ -458,7 +458,7 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 		return r;
 	if (!o->writable)
 		return -EACCES;
-	char *scratch = vmo__scratch(IO_CHUNK);
+	char *scratch = vmo__scratch(VMO__SCRATCH_IO, IO_CHUNK);
 	if (!scratch)
 		return -ENOMEM;
 	uint64_t pos = off, end = off + len;
@@ -615,7 +615,7 @@ static void harvest_range(vmo_t *o, uint64_t pg, uint64_t end)
 static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 {
 	int err = 0;
-	char *buf = vmo__scratch(RUN_PAGES * PS);
+	char *buf = vmo__scratch(VMO__SCRATCH_FILL, RUN_PAGES * PS);
 	if (!buf)
 		return -ENOMEM;
 	pthread_mutex_lock(&o->lock);

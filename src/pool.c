@@ -175,14 +175,15 @@ static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 struct scratch {
-	size_t len;
-	void *buf;
+	size_t len[VMO__SCRATCH_SLOTS];
+	void *buf[VMO__SCRATCH_SLOTS];
 };
 
 static void scratch_free(void *p)
 {
 	struct scratch *s = p;
-	free(s->buf);
+	for (int i = 0; i < VMO__SCRATCH_SLOTS; i++)
+		free(s->buf[i]);
 	free(s);
 }
 
@@ -191,7 +192,7 @@ static void scratch_init(void)
 	pthread_key_create(&scratch_key, scratch_free);
 }
 
-void *vmo__scratch(size_t len)
+void *vmo__scratch(int slot, size_t len)
 {
 	pthread_once(&scratch_once, scratch_init);
 	struct scratch *s = pthread_getspecific(scratch_key);
@@ -204,13 +205,13 @@ void *vmo__scratch(size_t len)
 			return NULL;
 		}
 	}
-	if (s->len < len) {
+	if (s->len[slot] < len) {
 		void *nb = NULL;
 		if (posix_memalign(&nb, PS, len))
 			return NULL;
-		free(s->buf);
-		s->buf = nb;
-		s->len = len;
+		free(s->buf[slot]);
+		s->buf[slot] = nb;
+		s->len[slot] = len;
 	}
-	return s->buf;
+	return s->buf[slot];
 }

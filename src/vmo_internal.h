@@ -321,7 +321,11 @@ VMO__HIDDEN uint64_t vmo__now_ns(void);
 VMO__HIDDEN unsigned vmo__log2_bucket(uint64_t ns);
 
 /* Thread-local bounce buffer of at least len bytes (library memory, never
- * a libvmo mapping), or NULL. */
-VMO__HIDDEN void *vmo__scratch(size_t len);
+ * a libvmo mapping), or NULL.  Slots are independent, so a caller holding
+ * one may call code that uses another: IO for copies to and from callers,
+ * FILL for pager fills and write-back.  A slot's buffer moves when a
+ * larger one is asked for. */
+enum { VMO__SCRATCH_IO, VMO__SCRATCH_FILL, VMO__SCRATCH_SLOTS };
+VMO__HIDDEN void *vmo__scratch(int slot, size_t len);
 
 #endif /* VMO_INTERNAL_H */
