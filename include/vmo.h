@@ -360,8 +360,14 @@ typedef struct vmo_space_stats {
 	uint64_t pages_readahead;  /* pages filled ahead of a sequential scan
 				      by a handler that found its page busy */
 	/* Service time of each fault in a handler thread, from reading the
-	 * fault to waking the faulting thread: bucket i counts faults that
-	 * took [2^i, 2^(i+1)) ns (bucket 0 also takes < 1 ns). */
+	 * fault to the end of its handling: bucket i counts faults that
+	 * took [2^i, 2^(i+1)) ns (bucket 0 also takes < 1 ns).
+	 *
+	 * Consistency: faults_missing/minor/wp/write are counted when a
+	 * handler reads a fault, the other counters and this histogram when
+	 * it has finished, which is just after the faulting thread resumed.
+	 * When the histogram's sum equals faults_missing + faults_minor +
+	 * faults_wp, no fault is in flight and every counter is exact. */
 	uint64_t latency_ns_log2[VMO_LAT_BUCKETS];
 } vmo_space_stats_t;
 #define VMO_SPACE_STATS_VERSION 1
