@@ -131,7 +131,7 @@ static void uffd_wake(int uffd, uintptr_t addr, uint64_t len)
  */
 enum inst { INST_COPY, INST_ZERO, INST_CONT };
 static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
-			const void *src, bool wp, int *err)
+			const void *src, bool wp, bool dontwake, int *err)
 {
 	uint64_t done = 0;
 	*err = 0;
@@ -143,20 +143,23 @@ static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
 				.dst = addr + done,
 				.src = (uintptr_t)src + done,
 				.len = len - done,
-				.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
+				.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) |
+					(dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0),
 			};
 			r = ioctl(uffd, UFFDIO_COPY, &c);
 			n = c.copy;
 		} else if (how == INST_ZERO) {
 			struct uffdio_zeropage z = {
 				.range = {addr + done, len - done},
+				.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0,
 			};
 			r = ioctl(uffd, UFFDIO_ZEROPAGE, &z);
 			n = z.zeropage;
 		} else {
 			struct uffdio_continue c = {
 				.range = {addr + done, len - done},
-				.mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
+				.mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) |
+					(dontwake ? UFFDIO_CONTINUE_MODE_DONTWAKE : 0),
 			};
 			r = ioctl(uffd, UFFDIO_CONTINUE, &c);
 			n = c.mapped;
@@ -216,11 +219,14 @@ static uint64_t revalidate(vmo_space_t *s, struct target *t, uint64_t pg,
 
 /*
  * Fill the claimed (FILLING) run [pg, pg+k) and install it.  The pager
- * works in sub-runs of VMO__FILL_SUB pages so that the bounce buffer stays in
- * cache between the pager's write and UFFDIO_COPY's read of it (a 2 MiB
- * buffer does not, and costs ~40 % more per page).  Pages that cannot be
- * installed (the mapping changed) are stored into the memfd instead, so a
- * fill is never wasted.  Returns pages settled (>= 1) or a negative errno.
+ * works in sub-runs of VMO__FILL_SUB pages so that the bounce buffer stays
+ * in cache between the pager's write and UFFDIO_COPY's read of it (a 2 MiB
+ * buffer does not, and costs ~40 % more per page).  Each sub-run is marked
+ * RESIDENT as soon as it is installed; the sub-run that holds the faulting
+ * address is installed without waking and marked first, so that when the
+ * faulting thread resumes the object already counts its page.  Pages that
+ * cannot be installed (the mapping changed) are stored into the memfd, so
+ * a fill is never wasted.  Returns pages settled (>= 1) or a negative errno.
  */
 static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			uint64_t k, bool fault, void *buf,
@@ -230,11 +236,11 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	bool zero = vmo__obj_zero_fill(o);
 	uint64_t sub = zero ? k : VMO__FILL_SUB;
 	uint64_t done = 0, mapped = 0;
-	bool gone = false;
+	bool gone = false, woken = !fault;
 	int fail = 0;
 
 	while (done < k) {
-		uint64_t n = MIN(k - done, sub), got = 0;
+		uint64_t n = MIN(k - done, sub), got = 0, ok = n;
 		uintptr_t a = t->base + (pg + done) * PS;
 		if (!zero) {
 			int r = vmo__pager_read(o, pg + done, n, buf);
@@ -250,7 +256,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		uint64_t cover = gone ? 0 : revalidate(s, t, pg + done, n);
 		if (cover)
 			got = install(s->uffd, zero ? INST_ZERO : INST_COPY, a,
-				      cover * PS, buf, t->wp, &err) / PS;
+				      cover * PS, buf, t->wp, !woken, &err) / PS;
 		pthread_rwlock_unlock(&s->lock);
 		if (!cover)
 			gone = true;
@@ -268,16 +274,23 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 						     n - got,
 						     (char *)buf + got * PS);
 			if (r) {
-				done += got;
+				ok = got;
 				fail = r;
-				break;
 			}
 		}
-		done += n;
+		if (ok)
+			vmo__obj_fill_done(o, pg + done, ok, true);
+		done += ok;
+		if (!woken) {
+			/* got == 0: stored, not mapped; the thread retries and
+			 * takes a MINOR fault (or SIGSEGV if unmapped) */
+			if (done)
+				uffd_wake(s->uffd, t->base + pg * PS, PS);
+			woken = done > 0;
+		}
+		if (fail)
+			break;
 	}
-	/* [pg, pg+done) hold their data; the rest go back to ABSENT */
-	if (done)
-		vmo__obj_fill_done(o, pg, done, true);
 	if (done < k)
 		vmo__obj_fill_done(o, pg + done, k - done, false);
 	OWNER_ADD(&st->filled, done);
@@ -293,19 +306,16 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		if (revalidate(s, t, pg, 1)) {
 			poison(s, t->base + pg * PS);
 			OWNER_ADD(&st->sigbus, 1);
+		} else {
+			uffd_wake(s->uffd, t->base + pg * PS, PS);
 		}
 		pthread_rwlock_unlock(&s->lock);
-		return fail == -EIO ? -EIO : fail;
+		return fail;
 	}
 	if (fail)
 		OWNER_ADD(&st->errors, 1);
-	if (mapped == 0)
-		/* stored, not mapped: the thread retries and takes a MINOR
-		 * fault, or SIGSEGV if the mapping went away */
-		uffd_wake(s->uffd, t->base + pg * PS, PS);
 	return gone && mapped == 0 ? -ENOENT : (int64_t)done;
 }
-
 
 /*
  * Make object page `pg` (and a cluster after it, window w) resident and
@@ -340,7 +350,8 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		uint64_t a = 0;
 		while (cover && a < cover) {
 			got = install(s->uffd, INST_CONT, faddr + a * PS,
-				      (cover - a) * PS, NULL, t->wp, &err) / PS;
+				      (cover - a) * PS, NULL, t->wp, false,
+				      &err) / PS;
 			OWNER_ADD(&st->mapped, got);
 			a += got;
 			if (!err)
@@ -379,8 +390,21 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->pg_hi = (m->off + m->len) / PS;
 	t->wp = m->track_wp;
 	*pg = (addr - t->base) / PS;
-	vmo_ref(m->obj);
+	/* Pin the mapping struct (and so its object reference) until
+	 * target_put: unmap waits for busy to drain before freeing it. */
+	__atomic_fetch_add(&m->busy, 1, __ATOMIC_SEQ_CST);
 	return true;
+}
+
+static void target_put(vmo_space_t *s, struct target *t)
+{
+	struct vmo__mapping *m = t->m;
+	if (__atomic_sub_fetch(&m->busy, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&m->dead, __ATOMIC_SEQ_CST)) {
+		pthread_mutex_lock(&s->drain_lock);
+		pthread_cond_broadcast(&s->drain_cv);
+		pthread_mutex_unlock(&s->drain_lock);
+	}
 }
 
 /*
@@ -440,6 +464,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 		/* unmapped meanwhile: let the thread retry (and SIGSEGV) */
 		OWNER_ADD(&st->spurious, 1);
 		uffd_wake(s->uffd, addr, PS);
+		OWNER_ADD(&st->lat[vmo__log2_bucket(vmo__now_ns() - t0)], 1);
 		return;
 	}
 	ATOMIC_INC(&t.obj->st_faults);
@@ -457,7 +482,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 			fa_shorten(m, slot, pg, (uint64_t)r, w);
 		pthread_rwlock_unlock(&s->lock);
 	}
-	vmo_unref(t.obj);
+	target_put(s, &t);
 	uint64_t dt = vmo__now_ns() - t0;
 	OWNER_ADD(&st->lat[vmo__log2_bucket(dt)], 1);
 }
@@ -476,7 +501,7 @@ int vmo__populate(vmo_space_t *s, uintptr_t addr, uint64_t len,
 			return -ENOENT;
 		uint64_t w = MIN(s->max_cluster_pages, (end - addr) / PS);
 		int64_t r = resolve_run(s, &t, pg, w, false, false, buf, st);
-		vmo_unref(t.obj);
+		target_put(s, &t);
 		if (r < 0)
 			return (int)r;
 		addr += (uint64_t)r * PS;

@@ -131,7 +131,7 @@ static void obj_publish(vmo_t *o)
 
 int vmo_create(vmo_pool_t *pool, uint64_t size, unsigned flags, vmo_t **out)
 {
-	if (flags)
+	if (flags || !out)
 		return -EINVAL;
 	vmo_t *o;
 	int r = obj_new(pool, size, VMO_KIND_ANON, &o);
@@ -165,7 +165,7 @@ int vmo_create_file(vmo_pool_t *pool, int fd, uint64_t offset, uint64_t size,
 	if (!S_ISREG(sb.st_mode))
 		return -ENODEV;
 	int acc = fl & O_ACCMODE;
-	if (acc == O_WRONLY)
+	if (acc == O_WRONLY || (fl & O_PATH))
 		return -EACCES;
 	uint64_t fsize = (uint64_t)sb.st_size;
 	uint64_t fend_pg = (fsize + PS - 1) / PS * PS;
@@ -203,7 +203,7 @@ int vmo_create_pager(vmo_pool_t *pool, uint64_t size,
 		     const vmo_pager_ops_t *ops, void *ctx, unsigned flags,
 		     vmo_t **out)
 {
-	if (!ops || !ops->read || flags)
+	if (!ops || !ops->read || flags || !out)
 		return -EINVAL;
 	vmo_t *o;
 	int r = obj_new(pool, size, VMO_KIND_PAGER, &o);

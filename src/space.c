@@ -130,6 +130,9 @@ static void uffd_wake(vmo_space_t *s, uintptr_t a, uint64_t len)
 	ioctl(s->uffd, UFFDIO_WAKE, &r);
 }
 
+static int unmap_locked_range(vmo_space_t *s, uintptr_t a, size_t len,
+			      bool keep_reservation);
+
 /* Populate with this thread's own counters, merged into s->extra after. */
 static int populate_merge(vmo_space_t *s, uintptr_t a, uint64_t len)
 {
@@ -199,6 +202,8 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	pthread_rwlock_init(&s->lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&s->extra_lock, NULL);
+	pthread_mutex_init(&s->drain_lock, NULL);
+	pthread_cond_init(&s->drain_cv, NULL);
 	int r = uffd_setup(s, o.flags & VMO_SPACE_USER_MODE_ONLY);
 	if (r)
 		goto fail;
@@ -238,6 +243,8 @@ fail:
 		close(s->uffd);
 	pthread_rwlock_destroy(&s->lock);
 	pthread_mutex_destroy(&s->extra_lock);
+	pthread_mutex_destroy(&s->drain_lock);
+	pthread_cond_destroy(&s->drain_cv);
 	free(s);
 	return r;
 }
@@ -331,6 +338,8 @@ static int split_at(vmo_space_t *s, uintptr_t x)
 	vmo_t *o = m->obj;
 	pthread_mutex_lock(&o->lock);
 	*t = *m;
+	t->busy = 0; /* pins belong to m: handlers revalidate by id */
+	t->dead = 0;
 	t->id = ++s->next_id;
 	t->addr = x;
 	t->off = m->off + (x - m->addr);
@@ -399,7 +408,10 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 			goto out;
 		s->nmaps--;
 	}
-	void *a = mmap((void *)want, len, prot,
+	/* Map inaccessible first and open it up only once registered: a
+	 * touch of an unregistered view would make the kernel allocate a
+	 * zero page into the object. */
+	void *a = mmap((void *)want, len, PROT_NONE,
 		       MAP_SHARED | MAP_NORESERVE | (want ? MAP_FIXED : 0),
 		       o->memfd, (off_t)offset);
 	if (a == MAP_FAILED) {
@@ -413,9 +425,16 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 			  UFFDIO_REGISTER_MODE_MISSING |
 				  UFFDIO_REGISTER_MODE_MINOR |
 				  (track ? UFFDIO_REGISTER_MODE_WP : 0));
+	if (!r && prot != PROT_NONE && mprotect(a, len, prot) != 0)
+		r = -errno;
 	if (r) {
-		munmap(a, len);
-		r = r == -ENOMEM ? -ENOMEM : r;
+		if (want) /* the caller's range stays reserved */
+			mmap(a, len, PROT_NONE,
+			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED |
+				     MAP_NORESERVE,
+			     -1, 0);
+		else
+			munmap(a, len);
 		goto out;
 	}
 	m->space = s;
@@ -439,7 +458,8 @@ out:
 	if (flags & VMO_MAP_POPULATE) {
 		r = populate_merge(s, (uintptr_t)a, len);
 		if (r) {
-			vmo_unmap(s, a, len);
+			unmap_locked_range(s, (uintptr_t)a, len,
+					   (flags & VMO_MAP_FIXED) != 0);
 			return r == -ENOENT ? -EIO : r;
 		}
 	}
@@ -451,14 +471,16 @@ out:
 
 /*
  * Remove the mappings inside [a, a+len) (whole mappings: split first) and
- * unmap the range.  (s) held for writing.  The object references the
- * mappings held are handed to *drop (capacity: the number of mappings
- * removed, at most s->nmaps): the caller releases them after dropping
- * space->lock, because a last reference writes back through the pager,
- * which must run with no library lock held.
+ * unmap the range.  (s) held for writing.  The removed structs are handed
+ * to *gone (capacity: s->nmaps on entry): the caller releases them with
+ * release_removed() after dropping space->lock, because handlers may still
+ * be using them (they need the lock to notice the removal), and because a
+ * last object reference writes back through the pager, which must run
+ * with no library lock held.
  */
 static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len,
-			 vmo_t **drop, size_t *ndrop)
+			 bool keep_reservation, struct vmo__mapping **gone,
+			 size_t *ngone)
 {
 	uintptr_t end = a + len;
 	/* Stop writers first so the harvest below is complete. */
@@ -473,20 +495,33 @@ static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len,
 		struct vmo__mapping *m = s->maps[i];
 		vmo__obj_del_mapping(m->obj, m);
 		array_remove(s, i);
-		drop[(*ndrop)++] = m->obj;
-		free(m);
+		__atomic_store_n(&m->dead, 1, __ATOMIC_SEQ_CST);
+		gone[(*ngone)++] = m;
 	}
 	/* Atomically replace the views so the memfd is never mapped
 	 * unregistered, wake blocked faulters into SIGSEGV, unmap. */
 	void *p = mmap((void *)a, len, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE,
 		       -1, 0);
-	if (p != MAP_FAILED) {
-		uffd_wake(s, a, len);
+	uffd_wake(s, a, len);
+	if (p == MAP_FAILED || !keep_reservation)
 		munmap((void *)a, len);
-	} else {
-		munmap((void *)a, len);
-		uffd_wake(s, a, len);
+}
+
+/* Wait until no handler uses the removed mappings, free them and drop
+ * their object references.  No lock held. */
+static void release_removed(vmo_space_t *s, struct vmo__mapping **gone,
+			    size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct vmo__mapping *m = gone[i];
+		pthread_mutex_lock(&s->drain_lock);
+		while (__atomic_load_n(&m->busy, __ATOMIC_SEQ_CST))
+			pthread_cond_wait(&s->drain_cv, &s->drain_lock);
+		pthread_mutex_unlock(&s->drain_lock);
+		vmo_t *o = m->obj;
+		free(m);
+		vmo_unref(o);
 	}
 }
 
@@ -499,24 +534,32 @@ int vmo_unmap(vmo_space_t *s, void *addr, size_t len)
 	uintptr_t a = (uintptr_t)addr;
 	if (a % PS || len % PS || len == 0 || a + len < a)
 		return -EINVAL;
+	return unmap_locked_range(s, a, len, false);
+}
+
+/* vmo_unmap's work; keep_reservation leaves an inaccessible anonymous
+ * mapping in place of the range (a failed VMO_MAP_FIXED must not give
+ * back the caller's address range). */
+static int unmap_locked_range(vmo_space_t *s, uintptr_t a, size_t len,
+			      bool keep_reservation)
+{
 	pthread_rwlock_wrlock(&s->lock);
 	int r = 0;
-	vmo_t **drop = NULL;
-	size_t ndrop = 0;
+	struct vmo__mapping **gone = NULL;
+	size_t ngone = 0;
 	if (!covered(s, a, len))
 		r = -ENOENT;
 	if (!r)
 		r = split_at(s, a);
 	if (!r)
 		r = split_at(s, a + len);
-	if (!r && !(drop = malloc(s->nmaps * sizeof *drop)))
+	if (!r && !(gone = malloc(s->nmaps * sizeof *gone)))
 		r = -ENOMEM;
 	if (!r)
-		remove_range(s, a, len, drop, &ndrop);
+		remove_range(s, a, len, keep_reservation, gone, &ngone);
 	pthread_rwlock_unlock(&s->lock);
-	for (size_t i = 0; i < ndrop; i++)
-		vmo_unref(drop[i]);
-	free(drop);
+	release_removed(s, gone, ngone);
+	free(gone);
 	return r;
 }
 
@@ -675,24 +718,15 @@ void vmo_space_destroy(vmo_space_t *s)
 	if (!s || vmo__stale(s->gen))
 		return;
 	pthread_rwlock_wrlock(&s->lock);
-	size_t ndrop = 0, n = s->nmaps;
-	vmo_t *one, **drop = n ? malloc(n * sizeof *drop) : NULL;
 	while (s->nmaps) {
-		struct vmo__mapping *m = s->maps[0];
-		size_t k = 0;
-		/* without memory for the list, release one at a time */
-		remove_range(s, m->addr, m->len, drop ? drop + ndrop : &one,
-			     drop ? &ndrop : &k);
-		if (!drop) {
-			pthread_rwlock_unlock(&s->lock);
-			vmo_unref(one);
-			pthread_rwlock_wrlock(&s->lock);
-		}
+		struct vmo__mapping *m = s->maps[0], *gone[1];
+		size_t ngone = 0;
+		remove_range(s, m->addr, m->len, false, gone, &ngone);
+		pthread_rwlock_unlock(&s->lock);
+		release_removed(s, gone, ngone);
+		pthread_rwlock_wrlock(&s->lock);
 	}
 	pthread_rwlock_unlock(&s->lock);
-	for (size_t i = 0; i < ndrop; i++)
-		vmo_unref(drop[i]);
-	free(drop);
 	vmo__handlers_stop(s);
 	for (unsigned i = 0; i < s->nthreads; i++)
 		free(s->handlers[i].buf);
@@ -702,6 +736,8 @@ void vmo_space_destroy(vmo_space_t *s)
 	close(s->uffd);
 	pthread_rwlock_destroy(&s->lock);
 	pthread_mutex_destroy(&s->extra_lock);
+	pthread_mutex_destroy(&s->drain_lock);
+	pthread_cond_destroy(&s->drain_cv);
 	vmo_pool_t *pool = s->pool;
 	free(s);
 	vmo__pool_put(pool);

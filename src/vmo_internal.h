@@ -243,6 +243,9 @@ struct vmo__mapping {
 	} fa[VMO__FA_STREAMS]; /* fault-around streams (heuristic: races
 				  between handlers only blur the guess) */
 	unsigned fa_clock;    /* (a) next stream slot to recycle */
+	unsigned busy;        /* (a) handlers using this struct; it is freed
+				 only when 0 after removal (drain_cv) */
+	int dead;             /* (a) removed from the space */
 	struct vmo__mapping *obj_next, *obj_prev; /* (o) */
 };
 
@@ -285,6 +288,9 @@ struct vmo_space {
 	void *doorbell;             /* (c) one page that wakes a handler */
 	int stopping;               /* (a) */
 
+	pthread_mutex_t drain_lock; /* with drain_cv: a removed mapping's
+				       busy count reached 0 */
+	pthread_cond_t drain_cv;
 	/* faults resolved by non-handler threads (populate, willneed) */
 	pthread_mutex_t extra_lock;
 	struct vmo__hstats extra;   /* (extra_lock) */
