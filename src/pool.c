@@ -28,6 +28,7 @@ unsigned vmo__fork_gen;
 static void atfork_child(void)
 {
 	__atomic_fetch_add(&vmo__fork_gen, 1, __ATOMIC_RELEASE);
+	vmo__space_atfork_child();
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;

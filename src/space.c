@@ -124,6 +124,42 @@ static int uffd_register(vmo_space_t *s, uintptr_t addr, uint64_t len,
 	return 0;
 }
 
+/*
+ * All live spaces of the process, so that VMO_MAP_FIXED can refuse to land
+ * on another space's mapping (that would leave the other space's database
+ * describing a view it no longer has).  Lock order: spaces_lock before any
+ * space->lock; only VMO_MAP_FIXED holds two space locks, and only under
+ * spaces_lock.
+ */
+static pthread_mutex_t spaces_lock = PTHREAD_MUTEX_INITIALIZER;
+static vmo_space_t *spaces;
+
+static bool overlaps_locked(vmo_space_t *s, uintptr_t a, uint64_t len);
+
+/* In a fork child: the parent's spaces are unusable there, and the lock
+ * may have been held by a thread that does not exist in the child. */
+void vmo__space_atfork_child(void)
+{
+	pthread_mutex_init(&spaces_lock, NULL);
+	spaces = NULL;
+}
+
+/* Does [a, a+len) overlap a mapping of a space other than self?
+ * spaces_lock held. */
+static bool overlaps_other_space(vmo_space_t *self, uintptr_t a, uint64_t len)
+{
+	for (vmo_space_t *o = spaces; o; o = o->next_space) {
+		if (o == self)
+			continue;
+		pthread_rwlock_rdlock(&o->lock);
+		bool hit = overlaps_locked(o, a, len);
+		pthread_rwlock_unlock(&o->lock);
+		if (hit)
+			return true;
+	}
+	return false;
+}
+
 static void uffd_wake(vmo_space_t *s, uintptr_t a, uint64_t len)
 {
 	struct uffdio_range r = {.start = a, .len = len};
@@ -229,6 +265,12 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	if (r)
 		goto fail;
 	vmo__pool_get(pool);
+	pthread_mutex_lock(&spaces_lock);
+	s->next_space = spaces;
+	if (spaces)
+		spaces->prev_space = s;
+	spaces = s;
+	pthread_mutex_unlock(&spaces_lock);
 	*out = s;
 	return 0;
 fail:
@@ -264,6 +306,12 @@ static size_t first_above(vmo_space_t *s, uintptr_t addr)
 			hi = mid;
 	}
 	return lo;
+}
+
+static bool overlaps_locked(vmo_space_t *s, uintptr_t a, uint64_t len)
+{
+	size_t i = first_above(s, a);
+	return i < s->nmaps && s->maps[i]->addr < a + len;
 }
 
 struct vmo__mapping *vmo__space_lookup(vmo_space_t *s, uintptr_t addr)
@@ -392,14 +440,14 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	if (!m)
 		return -ENOMEM;
 
+	if (want)
+		pthread_mutex_lock(&spaces_lock);
 	pthread_rwlock_wrlock(&s->lock);
 	int r = 0;
-	if (want) {
-		size_t i = first_above(s, want);
-		if (i < s->nmaps && s->maps[i]->addr < want + len) {
-			r = -EEXIST;
-			goto out;
-		}
+	if (want && (overlaps_locked(s, want, len) ||
+		     overlaps_other_space(s, want, len))) {
+		r = -EEXIST;
+		goto out;
 	}
 	/* reserve room in the array before touching the address space */
 	if (s->nmaps == s->cap) {
@@ -451,6 +499,8 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	array_insert(s, first_above(s, (uintptr_t)a), m);
 out:
 	pthread_rwlock_unlock(&s->lock);
+	if (want)
+		pthread_mutex_unlock(&spaces_lock);
 	if (r) {
 		free(m);
 		return r;
@@ -727,6 +777,14 @@ void vmo_space_destroy(vmo_space_t *s)
 		pthread_rwlock_wrlock(&s->lock);
 	}
 	pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_lock(&spaces_lock);
+	if (s->prev_space)
+		s->prev_space->next_space = s->next_space;
+	else
+		spaces = s->next_space;
+	if (s->next_space)
+		s->next_space->prev_space = s->prev_space;
+	pthread_mutex_unlock(&spaces_lock);
 	vmo__handlers_stop(s);
 	for (unsigned i = 0; i < s->nthreads; i++)
 		free(s->handlers[i].buf);

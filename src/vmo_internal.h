@@ -54,6 +54,7 @@
  * child of the process that created this handle". */
 extern VMO__HIDDEN unsigned vmo__fork_gen;
 VMO__HIDDEN void vmo__fork_guard_init(void);
+VMO__HIDDEN void vmo__space_atfork_child(void);
 static inline bool vmo__stale(unsigned gen)
 {
 	return unlikely(gen != __atomic_load_n(&vmo__fork_gen, __ATOMIC_ACQUIRE));
@@ -291,6 +292,8 @@ struct vmo_space {
 	pthread_mutex_t drain_lock; /* with drain_cv: a removed mapping's
 				       busy count reached 0 */
 	pthread_cond_t drain_cv;
+	vmo_space_t *next_space, *prev_space; /* list of live spaces
+						 (spaces_lock in space.c) */
 	/* faults resolved by non-handler threads (populate, willneed) */
 	pthread_mutex_t extra_lock;
 	struct vmo__hstats extra;   /* (extra_lock) */
