@@ -278,8 +278,15 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 				fail = r;
 			}
 		}
-		if (ok)
-			vmo__obj_fill_done(o, pg + done, ok, true);
+		/* installed pages are protected in t->m already (and may be
+		 * written by now: never protect them again); stored ones
+		 * need markers everywhere */
+		if (MIN(ok, got))
+			vmo__obj_fill_done(o, pg + done, MIN(ok, got), true,
+					   t->m);
+		if (ok > got)
+			vmo__obj_fill_done(o, pg + done + got, ok - got, true,
+					   NULL);
 		done += ok;
 		if (!woken) {
 			/* got == 0: stored, not mapped; the thread retries and
@@ -292,7 +299,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			break;
 	}
 	if (done < k)
-		vmo__obj_fill_done(o, pg + done, k - done, false);
+		vmo__obj_fill_done(o, pg + done, k - done, false, NULL);
 	OWNER_ADD(&st->filled, done);
 	OWNER_ADD(&st->mapped, mapped);
 	if (k > 1)
@@ -344,7 +351,10 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		uint64_t got = 0;
 		if (cls == VMO__RUN_FILL)
 			return fill_run(s, t, pg, k, fault, buf, st);
-		/* resident run: map it */
+		/* resident run: map it (after harvesting what the empty
+		 * entries may stand for, see vmo__obj_harvest_pages) */
+		if (t->wp)
+			vmo__obj_harvest_pages(o, t->m, pg, k);
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = revalidate(s, t, pg, k);
 		uint64_t a = 0;

@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -262,6 +263,57 @@ uint64_t vmo_size(const vmo_t *obj)
 	return obj ? obj->size : 0;
 }
 
+/* ------------------------------------------------ write-log bookkeeping */
+
+/*
+ * The kernel reports a page of a write-protect-tracked mapping as written
+ * when its page-table entry is empty (nothing says it was not), so every
+ * page the object holds must carry a write-protect marker or a protected
+ * entry in every tracked mapping from the moment it becomes resident:
+ * pages filled for a fault in one mapping, by vmo_read / vmo_write /
+ * vmo_commit, or present before a mapping was made.  Markers are only ever
+ * added to pages that no mapping can have mapped yet (they were FILLING or
+ * ABSENT under obj->lock), so a logged write is never cleared here.
+ */
+static void wp_range(struct vmo__mapping *m, uint64_t s, uint64_t e)
+{
+	uint64_t ms = MAX(s, m->off), me = MIN(e, m->off + m->len);
+	if (ms >= me)
+		return;
+	struct uffdio_writeprotect wp = {
+		.range = {m->addr + (ms - m->off), me - ms},
+		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+	};
+	ioctl(m->space->uffd, UFFDIO_WRITEPROTECT, &wp);
+}
+
+/* Mark pages [pg, pg+n) write-protected in every tracked mapping but
+ * `except` (which installed them protected itself).  obj->lock held. */
+static void protect_new_pages(vmo_t *o, uint64_t pg, uint64_t n,
+			      const struct vmo__mapping *except)
+{
+	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next)
+		if (m->track_wp && m != except)
+			wp_range(m, pg * PS, (pg + n) * PS);
+}
+
+/* Call fn on each maximal run of non-ABSENT pages in [pg, end).
+ * obj->lock held. */
+static void for_each_used_run(vmo_t *o, uint64_t pg, uint64_t end,
+			      void (*fn)(vmo_t *, struct vmo__mapping *,
+					 uint64_t, uint64_t),
+			      struct vmo__mapping *m)
+{
+	uint64_t p = vmo__pt_next_used(&o->pt, pg, end);
+	while (p < end) {
+		uint64_t q = p + 1;
+		while (q < end && vmo__pt_get(&o->pt, q))
+			q++;
+		fn(o, m, p, q);
+		p = vmo__pt_next_used(&o->pt, q, end);
+	}
+}
+
 /* ---------------------------------------------------- claims and fills */
 
 int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
@@ -306,9 +358,12 @@ bool vmo__obj_filling(vmo_t *o, uint64_t pg)
 	return r;
 }
 
-void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok)
+void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
+			const struct vmo__mapping *installed_in)
 {
 	pthread_mutex_lock(&o->lock);
+	if (ok)
+		protect_new_pages(o, pg, k, installed_in);
 	for (uint64_t i = 0; i < k; i++) {
 		/* A FILLING page may already be mapped (UFFDIO_COPY wakes the
 		 * faulting thread before we get here), written, and harvested
@@ -359,7 +414,7 @@ static int ensure_resident(vmo_t *o, uint64_t pg, uint64_t end)
 			return cls;
 		if (cls == VMO__RUN_FILL) {
 			int r = fill_run_memfd(o, pg, k);
-			vmo__obj_fill_done(o, pg, k, r == 0);
+			vmo__obj_fill_done(o, pg, k, r == 0, NULL);
 			if (r)
 				return r == -ENOMEM ? r : -EIO;
 		}
@@ -516,10 +571,13 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 						 pos);
 		for (uint64_t p = pg; p < pge; p++) {
 			uint8_t b = vmo__pt_get(&o->pt, p);
-			if (PG_STATE(b) == PG_FILLING)
+			if (PG_STATE(b) == PG_FILLING) {
+				if (!r)
+					protect_new_pages(o, p, 1, NULL);
 				pg_set(o, p, b, r ? PG_ABSENT : PG_RESIDENT | PG_DIRTY);
-			else if (!r && b)
+			} else if (!r && b) {
 				pg_set(o, p, b, b | PG_DIRTY);
+			}
 		}
 		wake_waiters(o);
 		pthread_mutex_unlock(&o->lock);
@@ -564,17 +622,38 @@ static void harvest_cb(void *arg, uintptr_t s, uintptr_t e)
 	}
 }
 
+static void harvest_run(vmo_t *o, struct vmo__mapping *m, uint64_t p,
+			uint64_t q)
+{
+	struct harvest h = {o, m};
+	uintptr_t a = m->addr + (p * PS - m->off), e = a + (q - p) * PS;
+	if (vmo__sys_scan_written(a, e, harvest_cb, &h) != 0)
+		/* cannot tell which pages were written: count them all */
+		harvest_cb(&h, a, e);
+}
+
 void vmo__obj_harvest_locked(vmo_t *o, struct vmo__mapping *m,
 			     uintptr_t addr, uint64_t len)
 {
 	if (!m->track_wp)
 		return;
-	struct harvest h = {o, m};
-	if (vmo__sys_scan_written(addr, addr + len, harvest_cb, &h) != 0) {
-		/* Cannot tell which pages were written: count them all. */
-		for (uintptr_t a = addr; a < addr + len; a += PS)
-			harvest_cb(&h, a, a + PS);
-	}
+	/* Only pages the object holds can be dirty; scanning just those
+	 * keeps the scan (and the markers it installs) proportional to the
+	 * resident set, not to the size of a sparse mapping. */
+	uint64_t pg = (addr - m->addr + m->off) / PS;
+	for_each_used_run(o, pg, pg + len / PS, harvest_run, m);
+}
+
+void vmo__obj_harvest_pages(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
+			    uint64_t n)
+{
+	pthread_mutex_lock(&o->lock);
+	/* m may have been trimmed or split since the caller looked */
+	uint64_t lo = MAX(pg, m->off / PS);
+	uint64_t hi = MIN(pg + n, (m->off + m->len) / PS);
+	if (lo < hi)
+		for_each_used_run(o, lo, hi, harvest_run, m);
+	pthread_mutex_unlock(&o->lock);
 }
 
 void vmo__obj_mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
@@ -733,6 +812,12 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 
 /* --------------------------------------------------------- mapping list */
 
+static void wp_run(vmo_t *o, struct vmo__mapping *m, uint64_t p, uint64_t q)
+{
+	(void)o;
+	wp_range(m, p * PS, q * PS);
+}
+
 void vmo__obj_add_mapping(vmo_t *o, struct vmo__mapping *m)
 {
 	pthread_mutex_lock(&o->lock);
@@ -744,6 +829,9 @@ void vmo__obj_add_mapping(vmo_t *o, struct vmo__mapping *m)
 	o->nmaps++;
 	if ((m->prot & PROT_WRITE) && o->writeback && !m->track_wp)
 		o->wmapped = true;
+	if (m->track_wp)
+		for_each_used_run(o, m->off / PS, (m->off + m->len) / PS,
+				  wp_run, m);
 	pthread_mutex_unlock(&o->lock);
 }
 

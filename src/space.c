@@ -701,13 +701,10 @@ int vmo_advise(vmo_space_t *s, void *addr, size_t len, int advice)
 		uintptr_t ms = MAX(a, m->addr), me = MIN(end, m->addr + m->len);
 		vmo_t *o = m->obj;
 		pthread_mutex_lock(&o->lock);
-		vmo__obj_harvest_locked(o, m, ms, me - ms);
+		/* The kernel keeps the marker of an unwritten page and
+		 * leaves a written one's entry empty, which the next scan
+		 * reports as written: no write is lost by the zap. */
 		madvise((void *)ms, me - ms, MADV_DONTNEED);
-		if (m->track_wp && (m->prot & PROT_WRITE))
-			/* A write between the harvest and the zap left no
-			 * trace: count every resident page as dirty. */
-			vmo__obj_mark_dirty_locked(o, (ms - m->addr + m->off) / PS,
-						   (me - m->addr + m->off) / PS);
 		pthread_mutex_unlock(&o->lock);
 	}
 out:

@@ -190,9 +190,12 @@ VMO__HIDDEN int vmo__obj_claim(vmo_t *obj, uint64_t pg, uint64_t n,
 			       uint64_t *k, bool *waited);
 /* Is page pg being filled right now? */
 VMO__HIDDEN bool vmo__obj_filling(vmo_t *obj, uint64_t pg);
-/* FILLING -> RESIDENT (ok) or ABSENT (failed), wake waiters. */
+/* FILLING -> RESIDENT (ok) or ABSENT (failed), wake waiters.  New pages
+ * get write-protect markers in the tracked mappings other than
+ * installed_in (NULL: in all of them). */
 VMO__HIDDEN void vmo__obj_fill_done(vmo_t *obj, uint64_t pg, uint64_t k,
-				    bool ok);
+				    bool ok,
+				    const struct vmo__mapping *installed_in);
 /* Run the pager for pages [pg, pg+k) into buf (k*PS bytes).  No lock may
  * be held.  Returns 0 or -EIO.  Counts pager statistics. */
 VMO__HIDDEN int vmo__pager_read(vmo_t *obj, uint64_t pg, uint64_t k,
@@ -219,6 +222,12 @@ VMO__HIDDEN void vmo__obj_del_mapping(vmo_t *obj, struct vmo__mapping *m);
 VMO__HIDDEN void vmo__obj_harvest_locked(vmo_t *obj, struct vmo__mapping *m,
 					 uintptr_t addr, uint64_t len);
 
+/* Harvest writes logged for object pages [pg, pg+n) in tracked mapping m
+ * (takes obj->lock).  Called before installing entries into holes: an
+ * empty entry of a tracked mapping may be the only record of a write (the
+ * kernel zapped a written entry), and installing one would erase it. */
+VMO__HIDDEN void vmo__obj_harvest_pages(vmo_t *obj, struct vmo__mapping *m,
+					uint64_t pg, uint64_t n);
 /* Mark every resident page of [pg, end) dirty (obj->lock held). */
 VMO__HIDDEN void vmo__obj_mark_dirty_locked(vmo_t *obj, uint64_t pg,
 					    uint64_t end);
