@@ -442,6 +442,7 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 
 	if (want)
 		pthread_mutex_lock(&spaces_lock);
+	void *a = NULL;
 	pthread_rwlock_wrlock(&s->lock);
 	int r = 0;
 	if (want && (overlaps_locked(s, want, len) ||
@@ -459,8 +460,8 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	/* Map inaccessible first and open it up only once registered: a
 	 * touch of an unregistered view would make the kernel allocate a
 	 * zero page into the object. */
-	void *a = mmap((void *)want, len, PROT_NONE,
-		       MAP_SHARED | MAP_NORESERVE | (want ? MAP_FIXED : 0),
+	a = mmap((void *)want, len, PROT_NONE,
+		 MAP_SHARED | MAP_NORESERVE | (want ? MAP_FIXED : 0),
 		       o->memfd, (off_t)offset);
 	if (a == MAP_FAILED) {
 		r = errno == ENOMEM ? -ENOMEM : -errno;
