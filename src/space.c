@@ -462,7 +462,7 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	 * zero page into the object. */
 	a = mmap((void *)want, len, PROT_NONE,
 		 MAP_SHARED | MAP_NORESERVE | (want ? MAP_FIXED : 0),
-		       o->memfd, (off_t)offset);
+		 o->memfd, (off_t)offset);
 	if (a == MAP_FAILED) {
 		r = errno == ENOMEM ? -ENOMEM : -errno;
 		goto out;
