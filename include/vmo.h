@@ -357,8 +357,6 @@ typedef struct vmo_space_stats {
 	uint64_t errors;           /* pager failures seen by faults */
 	uint64_t sigbus;           /* faults answered with SIGBUS (poison) */
 	uint64_t waits;            /* faults that waited for another filler */
-	uint64_t pages_readahead;  /* pages filled ahead of a sequential scan
-				      by a handler that found its page busy */
 	/* Service time of each fault in a handler thread, from reading the
 	 * fault to the end of its handling: bucket i counts faults that
 	 * took [2^i, 2^(i+1)) ns (bucket 0 also takes < 1 ns).
@@ -369,6 +367,9 @@ typedef struct vmo_space_stats {
 	 * When the histogram's sum equals faults_missing + faults_minor +
 	 * faults_wp, no fault is in flight and every counter is exact. */
 	uint64_t latency_ns_log2[VMO_LAT_BUCKETS];
+	/* New fields go here, at the end, so older callers keep working. */
+	uint64_t pages_readahead;  /* pages filled ahead of a sequential scan
+				      by a handler that found its page busy */
 } vmo_space_stats_t;
 #define VMO_SPACE_STATS_VERSION 1
 

@@ -406,15 +406,16 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	return true;
 }
 
+/* Unpin.  Under drain_lock: once busy is 0 the unmapper may free m, so
+ * nothing here may touch m after the unlock. */
 static void target_put(vmo_space_t *s, struct target *t)
 {
 	struct vmo__mapping *m = t->m;
-	if (__atomic_sub_fetch(&m->busy, 1, __ATOMIC_SEQ_CST) == 0 &&
-	    __atomic_load_n(&m->dead, __ATOMIC_SEQ_CST)) {
-		pthread_mutex_lock(&s->drain_lock);
+	pthread_mutex_lock(&s->drain_lock);
+	if (__atomic_sub_fetch(&m->busy, 1, __ATOMIC_RELAXED) == 0 &&
+	    __atomic_load_n(&m->dead, __ATOMIC_RELAXED))
 		pthread_cond_broadcast(&s->drain_cv);
-		pthread_mutex_unlock(&s->drain_lock);
-	}
+	pthread_mutex_unlock(&s->drain_lock);
 }
 
 /*

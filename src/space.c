@@ -385,9 +385,14 @@ static int split_at(vmo_space_t *s, uintptr_t x)
 	}
 	vmo_t *o = m->obj;
 	pthread_mutex_lock(&o->lock);
-	*t = *m;
-	t->busy = 0; /* pins belong to m: handlers revalidate by id */
-	t->dead = 0;
+	/* field by field: m->busy and the predictor change under our feet
+	 * (pins belong to m; handlers revalidate by id and find t new) */
+	memset(t, 0, sizeof *t);
+	t->space = m->space;
+	t->obj = m->obj;
+	t->prot = m->prot;
+	t->track_wp = m->track_wp;
+	t->advice = __atomic_load_n(&m->advice, __ATOMIC_RELAXED);
 	t->id = ++s->next_id;
 	t->addr = x;
 	t->off = m->off + (x - m->addr);
@@ -546,7 +551,9 @@ static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len,
 		struct vmo__mapping *m = s->maps[i];
 		vmo__obj_del_mapping(m->obj, m);
 		array_remove(s, i);
-		__atomic_store_n(&m->dead, 1, __ATOMIC_SEQ_CST);
+		pthread_mutex_lock(&s->drain_lock);
+		__atomic_store_n(&m->dead, 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&s->drain_lock);
 		gone[(*ngone)++] = m;
 	}
 	/* Atomically replace the views so the memfd is never mapped
@@ -567,7 +574,7 @@ static void release_removed(vmo_space_t *s, struct vmo__mapping **gone,
 	for (size_t i = 0; i < n; i++) {
 		struct vmo__mapping *m = gone[i];
 		pthread_mutex_lock(&s->drain_lock);
-		while (__atomic_load_n(&m->busy, __ATOMIC_SEQ_CST))
+		while (__atomic_load_n(&m->busy, __ATOMIC_RELAXED))
 			pthread_cond_wait(&s->drain_cv, &s->drain_lock);
 		pthread_mutex_unlock(&s->drain_lock);
 		vmo_t *o = m->obj;
