@@ -178,16 +178,15 @@ static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
 	return done;
 }
 
-static void poison(vmo_space_t *s, uintptr_t addr)
+static void poison(vmo_space_t *s, int fd, uintptr_t addr)
 {
 	if (s->poison) {
 		struct uffdio_poison p = {.range = {addr, PS}, .mode = 0};
-		if (ioctl(s->uffd, UFFDIO_POISON, &p) == 0 ||
-		    errno == EEXIST)
+		if (ioctl(fd, UFFDIO_POISON, &p) == 0 || errno == EEXIST)
 			return;
 	}
 	/* No poison: let the thread fault again (the pager is retried). */
-	uffd_wake(s->uffd, addr, PS);
+	uffd_wake(fd, addr, PS);
 }
 
 /* ---------------------------------------------------------------- resolve */
@@ -200,8 +199,17 @@ struct target {
 	uint64_t pg_lo;   /* object pages mapped: [pg_lo, pg_hi) */
 	uint64_t pg_hi;
 	bool wp;
+	uintptr_t reg_base;  /* stripes: see vmo__uffd_of */
+	unsigned shift;
 	struct vmo__mapping *m;
 };
+
+/* The uffd serving address a of t, and where its stripe ends. */
+static inline int t_uffd(vmo_space_t *s, const struct target *t, uintptr_t a,
+			 uintptr_t *end)
+{
+	return vmo__uffd_of(s, t->reg_base, t->shift, a, end);
+}
 
 /* Revalidate under space->lock (read): is the mapping still there, and
  * which part of [pg, pg+k) does it still cover?  Returns pages covered from
@@ -233,6 +241,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			struct vmo__hstats *st)
 {
 	vmo_t *o = t->obj;
+	int fd = t_uffd(s, t, t->base + pg * PS, NULL); /* one stripe */
 	bool zero = vmo__obj_zero_fill(o);
 	uint64_t sub = zero ? k : VMO__FILL_SUB;
 	uint64_t done = 0, mapped = 0;
@@ -255,7 +264,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = gone ? 0 : revalidate(s, t, pg + done, n);
 		if (cover)
-			got = install(s->uffd, zero ? INST_ZERO : INST_COPY, a,
+			got = install(fd, zero ? INST_ZERO : INST_COPY, a,
 				      cover * PS, buf, t->wp, !woken, &err) / PS;
 		pthread_rwlock_unlock(&s->lock);
 		if (!cover)
@@ -292,7 +301,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			/* got == 0: stored, not mapped; the thread retries and
 			 * takes a MINOR fault (or SIGSEGV if unmapped) */
 			if (done)
-				uffd_wake(s->uffd, t->base + pg * PS, PS);
+				uffd_wake(fd, t->base + pg * PS, PS);
 			woken = done > 0;
 		}
 		if (fail)
@@ -311,10 +320,10 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		OWNER_ADD(&st->errors, 1);
 		pthread_rwlock_rdlock(&s->lock);
 		if (revalidate(s, t, pg, 1)) {
-			poison(s, t->base + pg * PS);
+			poison(s, fd, t->base + pg * PS);
 			OWNER_ADD(&st->sigbus, 1);
 		} else {
-			uffd_wake(s->uffd, t->base + pg * PS, PS);
+			uffd_wake(fd, t->base + pg * PS, PS);
 		}
 		pthread_rwlock_unlock(&s->lock);
 		return fail;
@@ -335,8 +344,10 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			   struct vmo__hstats *st)
 {
 	vmo_t *o = t->obj;
-	uint64_t n = MIN(w, t->pg_hi - pg);
-	uintptr_t faddr = t->base + pg * PS;
+	uintptr_t faddr = t->base + pg * PS, send;
+	int fd = t_uffd(s, t, faddr, &send);
+	/* a run never crosses a stripe: one uffd serves it */
+	uint64_t n = MIN(MIN(w, t->pg_hi - pg), (send - faddr) / PS);
 	for (;;) {
 		uint64_t k;
 		bool waited = false;
@@ -359,7 +370,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		uint64_t cover = revalidate(s, t, pg, k);
 		uint64_t a = 0;
 		while (cover && a < cover) {
-			got = install(s->uffd, INST_CONT, faddr + a * PS,
+			got = install(fd, INST_CONT, faddr + a * PS,
 				      (cover - a) * PS, NULL, t->wp, false,
 				      &err) / PS;
 			OWNER_ADD(&st->mapped, got);
@@ -380,7 +391,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		if (k > 1)
 			OWNER_ADD(&st->clusters, 1);
 		if (fault && (a == 0 || err))
-			uffd_wake(s->uffd, faddr, PS);
+			uffd_wake(fd, faddr, PS);
 		return (int64_t)MAX(a, 1);
 	}
 }
@@ -399,6 +410,8 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->pg_lo = m->off / PS;
 	t->pg_hi = (m->off + m->len) / PS;
 	t->wp = m->track_wp;
+	t->reg_base = m->reg_base;
+	t->shift = m->stripe_shift;
 	*pg = (addr - t->base) / PS;
 	/* Pin the mapping struct (and so its object reference) until
 	 * target_put: unmap waits for busy to drain before freeing it. */
@@ -474,7 +487,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	if (!found) {
 		/* unmapped meanwhile: let the thread retry (and SIGSEGV) */
 		OWNER_ADD(&st->spurious, 1);
-		uffd_wake(s->uffd, addr, PS);
+		uffd_wake(h->uffd, addr, PS);
 		OWNER_ADD(&st->lat[vmo__log2_bucket(vmo__now_ns() - t0)], 1);
 		return;
 	}
@@ -530,7 +543,7 @@ static void *handler_main(void *arg)
 	bool quit = false;
 
 	while (!quit) {
-		ssize_t n = read(s->uffd, msgs, sizeof msgs);
+		ssize_t n = read(h->uffd, msgs, sizeof msgs);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -541,11 +554,10 @@ static void *handler_main(void *arg)
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
 			uintptr_t a = (uintptr_t)msgs[i].arg.pagefault.address;
-			if ((a & ~(uintptr_t)(PS - 1)) ==
-			    (uintptr_t)s->doorbell) {
+			if ((a & ~(uintptr_t)(PS - 1)) == (uintptr_t)h->bell) {
 				struct uffdio_zeropage z = {
-					.range = {(uintptr_t)s->doorbell, PS}};
-				ioctl(s->uffd, UFFDIO_ZEROPAGE, &z);
+					.range = {(uintptr_t)h->bell, PS}};
+				ioctl(h->uffd, UFFDIO_ZEROPAGE, &z);
 				if (ATOMIC_LOAD(&s->stopping))
 					quit = true;
 				continue;
@@ -583,12 +595,11 @@ int vmo__handlers_start(vmo_space_t *s)
 void vmo__handlers_stop(vmo_space_t *s)
 {
 	__atomic_store_n(&s->stopping, 1, __ATOMIC_RELEASE);
-	volatile char *bell = s->doorbell;
 	for (unsigned i = 0; i < s->nthreads; i++) {
-		/* Each touch blocks until a handler resolves it; that
-		 * handler then exits.  Zap the zero page to re-arm. */
+		/* The touch blocks until handler i (the only reader of its
+		 * uffd) resolves it; it then exits. */
+		volatile char *bell = s->handlers[i].bell;
 		(void)*bell;
-		madvise(s->doorbell, PS, MADV_DONTNEED);
 	}
 	for (unsigned i = 0; i < s->nthreads; i++)
 		pthread_join(s->handlers[i].thread, NULL);

@@ -280,11 +280,19 @@ static void wp_range(struct vmo__mapping *m, uint64_t s, uint64_t e)
 	uint64_t ms = MAX(s, m->off), me = MIN(e, m->off + m->len);
 	if (ms >= me)
 		return;
-	struct uffdio_writeprotect wp = {
-		.range = {m->addr + (ms - m->off), me - ms},
-		.mode = UFFDIO_WRITEPROTECT_MODE_WP,
-	};
-	ioctl(m->space->uffd, UFFDIO_WRITEPROTECT, &wp);
+	uintptr_t a = m->addr + (ms - m->off), ae = a + (me - ms);
+	while (a < ae) {
+		uintptr_t se;
+		int fd = vmo__uffd_of(m->space, m->reg_base, m->stripe_shift,
+				      a, &se);
+		se = MIN(se, ae);
+		struct uffdio_writeprotect wp = {
+			.range = {a, se - a},
+			.mode = UFFDIO_WRITEPROTECT_MODE_WP,
+		};
+		ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+		a = se;
+	}
 }
 
 /* Mark pages [pg, pg+n) write-protected in every tracked mapping but

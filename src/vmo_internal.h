@@ -235,6 +235,7 @@ VMO__HIDDEN void vmo__obj_mark_dirty_locked(vmo_t *obj, uint64_t pg,
 /* ----------------------------------------------------------------- space */
 
 #define VMO__FA_STREAMS 8
+#define VMO__MAX_HANDLERS 64
 
 struct vmo__mapping {
 	vmo_space_t *space;   /* (c) */
@@ -246,6 +247,9 @@ struct vmo__mapping {
 	int prot;             /* (s) */
 	bool track_wp;        /* (c) registered for write-protect: writes are
 				 logged through WP_ASYNC */
+	uintptr_t reg_base;   /* (c) start of the original mapping: stripes
+				 are counted from here (kept by splits) */
+	unsigned stripe_shift;/* (c) log2 of the stripe size */
 	int advice;           /* (a) VMO_ADV_NORMAL/SEQUENTIAL/RANDOM */
 	struct {
 		uint64_t next;    /* (a) object page expected next */
@@ -272,6 +276,8 @@ struct vmo__hstats {   /* (h) one per handler thread */
 
 struct vmo__handler {
 	vmo_space_t *space;
+	int uffd;              /* (c) the queue this thread serves */
+	void *bell;            /* (c) its doorbell page (registered there) */
 	pthread_t thread;
 	void *buf;             /* bounce buffer of VMO__FILL_SUB pages */
 	struct vmo__hstats st;
@@ -280,7 +286,8 @@ struct vmo__handler {
 struct vmo_space {
 	vmo_pool_t *pool;      /* (c) holds a pool reference */
 	unsigned gen;          /* (c) */
-	int uffd;              /* (c) */
+	int uffd[VMO__MAX_HANDLERS]; /* (c) one fault queue per handler */
+	unsigned nuffd;        /* (c) == nthreads */
 	uint64_t features;     /* (c) UFFD_FEATURE_* granted */
 	bool wp_async;         /* (c) WP_ASYNC + PAGEMAP_SCAN usable */
 	bool wp;               /* (c) write-protect on shmem usable */
@@ -295,7 +302,8 @@ struct vmo_space {
 
 	unsigned nthreads;          /* (c) */
 	struct vmo__handler *handlers; /* (c) */
-	void *doorbell;             /* (c) one page that wakes a handler */
+	void *doorbell;             /* (c) one page per handler, page i
+				       registered with uffd[i] */
 	int stopping;               /* (a) */
 
 	pthread_mutex_t drain_lock; /* with drain_cv: a removed mapping's
@@ -307,6 +315,23 @@ struct vmo_space {
 	pthread_mutex_t extra_lock;
 	struct vmo__hstats extra;   /* (extra_lock) */
 };
+
+/*
+ * Which userfaultfd serves address a of a mapping registered from
+ * reg_base with stripes of 2^shift bytes, and where a's stripe ends.
+ * Every handler thread has its own uffd (one shared queue wakes every
+ * reader for every fault, and the cross-CPU wake-ups cost more than the
+ * second thread gains); mappings are registered in stripes dealt round
+ * the uffds so that threads faulting anywhere spread over the handlers.
+ */
+static inline int vmo__uffd_of(const vmo_space_t *s, uintptr_t reg_base,
+			       unsigned shift, uintptr_t a, uintptr_t *end)
+{
+	uint64_t i = (uint64_t)(a - reg_base) >> shift;
+	if (end)
+		*end = reg_base + ((i + 1) << shift);
+	return s->uffd[i % s->nuffd];
+}
 
 VMO__HIDDEN int vmo__handlers_start(vmo_space_t *space);
 VMO__HIDDEN void vmo__handlers_stop(vmo_space_t *space);
