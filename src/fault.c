@@ -5,7 +5,7 @@
  *
  * A fault, top to bottom:
  *
- *   handler_main      read(uffd) -> up to 16 messages
+ *   handler_main      read(own uffd) -> up to 16 messages
  *   resolve()         under space->lock (read): which mapping, which object
  *                     page; pick a cluster with the fault-around predictor;
  *                     take an object reference; drop the lock
@@ -43,10 +43,16 @@
  * up to max_cluster; any other fault starts a new stream with one page.
  * VMO_ADV_SEQUENTIAL starts at max_cluster; VMO_ADV_RANDOM always uses one.
  *
+ * Queues: every handler thread reads a userfaultfd of its own.  With one
+ * uffd read by several threads every fault woke them all and was often
+ * served from the other vCPU; two handlers were no faster than one.  A run
+ * never crosses the boundary of a mapping part, so one uffd serves it
+ * (vmo__uffd_of).
+ *
  * Shutdown: handler threads block in read(2), which nothing interrupts, so
- * vmo__handlers_stop() rings a doorbell: it touches a private page
- * registered with the uffd; the handler that reads that fault resolves it
- * and exits.  One ring per thread.
+ * vmo__handlers_stop() rings each handler's doorbell: it touches a private
+ * page registered with that handler's uffd; the handler resolves the fault
+ * and exits.
  */
 #include "vmo_internal.h"
 #include "sys/uapi.h"

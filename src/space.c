@@ -1,17 +1,21 @@
 /*
- * space.c — the region mapper: a userfaultfd, a database of mappings and
+ * space.c — the region mapper: userfaultfds, a database of mappings and
  * the calls that change it (map, unmap, protect, advise).
  *
- * What it owns.  A space owns one userfaultfd and the handler threads
- * that read it (fault.c), and a sorted array of non-overlapping mappings.
- * A mapping is one linear MAP_SHARED view of an object's memfd: object
- * offset and address advance together, so a mapping is one kernel VMA
- * whatever its length (vm.max_map_count is finite; one VMA per page never
- * is an option).  Each mapping holds a reference on its object and sits on
- * the object's list of mappings, which vmo_sync walks to harvest writes.
+ * What it owns.  A space owns one userfaultfd per handler thread, the
+ * threads that read them (fault.c), and a sorted array of non-overlapping
+ * mappings.  A mapping is one linear MAP_SHARED view of an object's memfd:
+ * object offset and address advance together, so a mapping costs a few
+ * kernel VMAs whatever its length (vm.max_map_count is finite; one VMA per
+ * page never is an option): it is registered in at most nthreads
+ * contiguous parts, part i with the uffd of handler i (see
+ * stripe_shift_for), so threads that divide a mapping between them each
+ * meet their own handler.  Each mapping holds a reference on its object
+ * and sits on the object's list of mappings, which vmo_sync walks to
+ * harvest writes.
  *
- * Invariants.  Every mapping in the array is registered with the uffd for
- * MISSING|MINOR faults (and WP when it tracks writes) and MADV_DONTFORK.
+ * Invariants.  Every mapping in the array is registered for MISSING|MINOR
+ * faults (and WP when it tracks writes) and MADV_DONTFORK.
  * Its geometry (addr, len, off) changes only with space->lock held for
  * writing and the object's lock held, so either lock suffices to read it.
  * Splitting a mapping gives the new part a new id: a handler that looked
