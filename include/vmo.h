@@ -250,7 +250,12 @@ VMO_API int vmo_stats(vmo_t *obj, vmo_stats_t *st);
 
 typedef struct vmo_space_options {
 	size_t size;              /* sizeof(vmo_space_options_t) */
-	unsigned handler_threads; /* 0 = number of online CPUs; max 64 */
+	unsigned handler_threads; /* 0 = number of online CPUs; max 64.
+				     Each has a userfaultfd of its own; a
+				     mapping is served in up to this many
+				     contiguous parts (>= 16 MiB), one per
+				     handler, so threads that divide a
+				     mapping into parts get a handler each */
 	unsigned flags;           /* VMO_SPACE_* */
 	uint64_t max_cluster;     /* largest fault-around cluster in bytes;
 				     0 = 2 MiB; a power of two in
