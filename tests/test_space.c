@@ -17,33 +17,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static vmo_space_stats_t sstat(vmo_space_t *sp)
-{
-	vmo_space_stats_t st;
-	memset(&st, 0, sizeof st);
-	st.size = sizeof st;
-	OK(vmo_space_stats(sp, &st));
-	return st;
-}
-
-static vmo_stats_t ostat(vmo_t *o)
-{
-	vmo_stats_t st;
-	memset(&st, 0, sizeof st);
-	st.size = sizeof st;
-	OK(vmo_stats(o, &st));
-	return st;
-}
-
-static vmo_pool_stats_t pstat(vmo_pool_t *pool)
-{
-	vmo_pool_stats_t st;
-	memset(&st, 0, sizeof st);
-	st.size = sizeof st;
-	OK(vmo_pool_stats(pool, &st));
-	return st;
-}
-
 /* Faults taken by the handler threads. */
 static uint64_t handled(const vmo_space_stats_t *st)
 {

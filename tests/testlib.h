@@ -98,6 +98,34 @@ static int test_count;
 
 #define PG ((size_t)VMO_PAGE_SIZE)
 
+/* Current statistics, or fail the test. */
+static inline vmo_space_stats_t sstat(vmo_space_t *sp)
+{
+	vmo_space_stats_t st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	OK(vmo_space_stats(sp, &st));
+	return st;
+}
+
+static inline vmo_stats_t ostat(vmo_t *o)
+{
+	vmo_stats_t st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	OK(vmo_stats(o, &st));
+	return st;
+}
+
+static inline vmo_pool_stats_t pstat(vmo_pool_t *pool)
+{
+	vmo_pool_stats_t st;
+	memset(&st, 0, sizeof st);
+	st.size = sizeof st;
+	OK(vmo_pool_stats(pool, &st));
+	return st;
+}
+
 /* Deterministic content: byte i of "file" seed s. */
 static inline uint8_t pattern_byte(uint64_t seed, uint64_t i)
 {
