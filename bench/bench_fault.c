@@ -386,9 +386,12 @@ static void *raw_handler(void *arg)
 		for (size_t i = 0; i < (size_t)n / sizeof msgs[0]; i++) {
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
 				continue;
-			uint64_t a = msgs[i].arg.pagefault.address &
-				     ~(s->c.cluster - 1);
-			uint64_t off = a - (uintptr_t)s->base;
+			/* clusters are aligned to the region, which need
+			 * not be aligned to the cluster size */
+			uint64_t off = (msgs[i].arg.pagefault.address -
+					(uintptr_t)s->base) &
+				       ~(s->c.cluster - 1);
+			uint64_t a = (uintptr_t)s->base + off;
 			uint64_t len = s->c.cluster;
 			if (off + len > s->c.len)
 				len = s->c.len - off;
@@ -614,7 +617,8 @@ static double vmo_round(const struct vmo_cfg *c, const uint32_t *pages,
 		vmo_space_stats_t st;
 		st.size = sizeof st;
 		bench_ok(vmo_space_stats(sp[k], &st));
-		if ((int)st.handler_threads != nht[k])
+		/* the handlers plus the read-ahead worker */
+		if ((int)st.handler_threads + 1 != nht[k])
 			bench_note("WARNING: %d new threads, %u handler threads",
 				   nht[k], st.handler_threads);
 		ri->st.handler_threads += st.handler_threads;

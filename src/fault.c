@@ -94,9 +94,11 @@ static uint64_t fa_window(struct vmo__mapping *m, uint64_t pg, uint64_t maxw,
 			goto claim;
 		}
 		if (fw == maxw && pg < next && pg >= next - fw) {
+			/* in flight: if its filler has not reached pg yet,
+			 * take the rest of the cluster over from pg */
 			*slot = i;
 			*ahead = next;
-			return 1;
+			return maxw;
 		}
 	}
 	/* a new stream replaces the oldest */
@@ -384,8 +386,11 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			if (!err)
 				break;
 			if (err == EEXIST) {
-				a++; /* already mapped: skip it */
-				continue;
+				/* already mapped, most likely with the rest of
+				 * the run (a concurrent fill): stop here; any
+				 * page left unmapped faults again */
+				a++;
+				break;
 			}
 			break; /* EFAULT: punched meanwhile; others: give up */
 		}
@@ -465,6 +470,83 @@ static void read_ahead(vmo_space_t *s, struct target *t, unsigned slot,
 		OWNER_ADD(&st->readahead, (uint64_t)r);
 }
 
+/* Queue a cluster for the worker; dropped if the queue is full. */
+static void readahead_post(vmo_space_t *s, uintptr_t addr, uint64_t id)
+{
+	pthread_mutex_lock(&s->ra_lock);
+	if (s->ra_n < sizeof s->ra_q / sizeof s->ra_q[0]) {
+		s->ra_q[s->ra_n].addr = addr;
+		s->ra_q[s->ra_n].id = id;
+		s->ra_n++;
+		pthread_cond_signal(&s->ra_cv);
+	}
+	pthread_mutex_unlock(&s->ra_lock);
+}
+
+static void *readahead_main(void *arg)
+{
+	vmo_space_t *s = arg;
+	for (;;) {
+		pthread_mutex_lock(&s->ra_lock);
+		while (!s->ra_n && !s->ra_stop)
+			pthread_cond_wait(&s->ra_cv, &s->ra_lock);
+		if (s->ra_stop) {
+			pthread_mutex_unlock(&s->ra_lock);
+			return NULL;
+		}
+		uintptr_t addr = s->ra_q[0].addr;
+		uint64_t id = s->ra_q[0].id;
+		memmove(&s->ra_q[0], &s->ra_q[1],
+			(s->ra_n - 1) * sizeof s->ra_q[0]);
+		s->ra_n--;
+		pthread_mutex_unlock(&s->ra_lock);
+
+		struct target t;
+		uint64_t pg;
+		pthread_rwlock_rdlock(&s->lock);
+		bool found = target_of(s, addr, &t, &pg);
+		pthread_rwlock_unlock(&s->lock);
+		if (!found)
+			continue;
+		if (t.id == id) {
+			/* nowait: pages somebody is filling are theirs */
+			int64_t r = resolve_run(s, &t, pg, s->max_cluster_pages,
+						false, true, s->ra_buf,
+						&s->ra_st);
+			if (r > 0)
+				OWNER_ADD(&s->ra_st.readahead, (uint64_t)r);
+		}
+		target_put(s, &t);
+	}
+}
+
+void vmo__readahead_start(vmo_space_t *s)
+{
+	if (posix_memalign(&s->ra_buf, PS, VMO__FILL_SUB * PS)) {
+		s->ra_buf = NULL;
+		return;
+	}
+	if (pthread_create(&s->ra_thread, NULL, readahead_main, s)) {
+		free(s->ra_buf);
+		s->ra_buf = NULL;
+		return;
+	}
+	s->ra_running = true;
+}
+
+void vmo__readahead_stop(vmo_space_t *s)
+{
+	if (!s->ra_running)
+		return;
+	pthread_mutex_lock(&s->ra_lock);
+	s->ra_stop = 1;
+	pthread_cond_signal(&s->ra_cv);
+	pthread_mutex_unlock(&s->ra_lock);
+	pthread_join(s->ra_thread, NULL);
+	free(s->ra_buf);
+	s->ra_running = false;
+}
+
 static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 			 uint64_t flags, uint64_t t0)
 {
@@ -484,12 +566,25 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	if (flags & UFFD_PAGEFAULT_FLAG_WRITE)
 		OWNER_ADD(&st->write, 1);
 
-	uint64_t ahead = UINT64_MAX;
+	uint64_t ahead = UINT64_MAX, post = UINT64_MAX;
 	pthread_rwlock_rdlock(&s->lock);
 	bool found = target_of(s, addr, &t, &pg);
-	if (found)
+	if (found) {
 		w = fa_window(t.m, pg, s->max_cluster_pages, &slot, &ahead);
+		/* A stream at full speed: hand the next cluster to the
+		 * read-ahead worker, and move the stream past it so that a
+		 * fault landing there while it fills is seen as in flight. */
+		uint64_t x = pg + w;
+		if (s->ra_running && w > 1 && w == s->max_cluster_pages &&
+		    ahead == UINT64_MAX && x < t.pg_hi &&
+		    __atomic_compare_exchange_n(&t.m->fa[slot].next, &x, x + w,
+						false, __ATOMIC_RELAXED,
+						__ATOMIC_RELAXED))
+			post = pg + w;
+	}
 	pthread_rwlock_unlock(&s->lock);
+	if (post != UINT64_MAX)
+		readahead_post(s, t.base + post * PS, t.id);
 	if (!found) {
 		/* unmapped meanwhile: let the thread retry (and SIGSEGV) */
 		OWNER_ADD(&st->spurious, 1);

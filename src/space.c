@@ -283,6 +283,8 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	pthread_mutex_init(&s->extra_lock, NULL);
 	pthread_mutex_init(&s->drain_lock, NULL);
 	pthread_cond_init(&s->drain_cv, NULL);
+	pthread_mutex_init(&s->ra_lock, NULL);
+	pthread_cond_init(&s->ra_cv, NULL);
 	int r = uffd_setup(s, o.flags & VMO_SPACE_USER_MODE_ONLY, nthreads);
 	if (r)
 		goto fail;
@@ -311,6 +313,7 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	r = vmo__handlers_start(s);
 	if (r)
 		goto fail;
+	vmo__readahead_start(s);
 	vmo__pool_get(pool);
 	pthread_mutex_lock(&spaces_lock);
 	s->next_space = spaces;
@@ -334,6 +337,8 @@ fail:
 	pthread_mutex_destroy(&s->extra_lock);
 	pthread_mutex_destroy(&s->drain_lock);
 	pthread_cond_destroy(&s->drain_cv);
+	pthread_mutex_destroy(&s->ra_lock);
+	pthread_cond_destroy(&s->ra_cv);
 	free(s);
 	return r;
 }
@@ -814,6 +819,7 @@ int vmo_space_stats(vmo_space_t *s, vmo_space_stats_t *st)
 	pthread_mutex_lock(&s->extra_lock);
 	add_stats(&d, &s->extra);
 	pthread_mutex_unlock(&s->extra_lock);
+	add_stats(&d, &s->ra_st);
 	memcpy(st, &d, d.size);
 	return 0;
 }
@@ -842,6 +848,7 @@ void vmo_space_destroy(vmo_space_t *s)
 	if (s->next_space)
 		s->next_space->prev_space = s->prev_space;
 	pthread_mutex_unlock(&spaces_lock);
+	vmo__readahead_stop(s);
 	vmo__handlers_stop(s);
 	for (unsigned i = 0; i < s->nthreads; i++)
 		free(s->handlers[i].buf);
@@ -854,6 +861,8 @@ void vmo_space_destroy(vmo_space_t *s)
 	pthread_mutex_destroy(&s->extra_lock);
 	pthread_mutex_destroy(&s->drain_lock);
 	pthread_cond_destroy(&s->drain_cv);
+	pthread_mutex_destroy(&s->ra_lock);
+	pthread_cond_destroy(&s->ra_cv);
 	vmo_pool_t *pool = s->pool;
 	free(s);
 	vmo__pool_put(pool);

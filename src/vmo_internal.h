@@ -309,6 +309,20 @@ struct vmo_space {
 	pthread_mutex_t drain_lock; /* with drain_cv: a removed mapping's
 				       busy count reached 0 */
 	pthread_cond_t drain_cv;
+	/* The read-ahead worker (fault.c): fills the cluster after the one
+	 * a handler fills for a sequential stream, on the other CPU. */
+	pthread_mutex_t ra_lock;
+	pthread_cond_t ra_cv;
+	struct {
+		uintptr_t addr;
+		uint64_t id;
+	} ra_q[8];                  /* (ra_lock) pending clusters */
+	unsigned ra_n;              /* (ra_lock) */
+	int ra_stop;                /* (ra_lock) */
+	bool ra_running;            /* (c) after creation */
+	pthread_t ra_thread;
+	void *ra_buf;
+	struct vmo__hstats ra_st;   /* (h) owned by the worker */
 	vmo_space_t *next_space, *prev_space; /* list of live spaces
 						 (spaces_lock in space.c) */
 	/* faults resolved by non-handler threads (populate, willneed) */
@@ -335,6 +349,10 @@ static inline int vmo__uffd_of(const vmo_space_t *s, uintptr_t reg_base,
 
 VMO__HIDDEN int vmo__handlers_start(vmo_space_t *space);
 VMO__HIDDEN void vmo__handlers_stop(vmo_space_t *space);
+/* Start / stop the read-ahead worker (optional: without it, sequential
+ * scans are filled by the handlers alone). */
+VMO__HIDDEN void vmo__readahead_start(vmo_space_t *space);
+VMO__HIDDEN void vmo__readahead_stop(vmo_space_t *space);
 /* Make [addr, addr+len) of mapping m resident and mapped, in clusters of up
  * to max_cluster (used by VMO_MAP_POPULATE and VMO_ADV_WILLNEED).  Space
  * lock must NOT be held. */
