@@ -43,6 +43,10 @@
  * up to max_cluster; any other fault starts a new stream with one page.
  * VMO_ADV_SEQUENTIAL starts at max_cluster; VMO_ADV_RANDOM always uses one.
  *
+ * Read-ahead worker: when a stream reaches the full window, the handler
+ * queues the next cluster for a per-space worker thread and moves the
+ * stream past it, so a single sequential scan is filled by two CPUs.
+ *
  * Queues: every handler thread reads a userfaultfd of its own.  With one
  * uffd read by several threads every fault woke them all and was often
  * served from the other vCPU; two handlers were no faster than one.  A run

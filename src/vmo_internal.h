@@ -332,11 +332,12 @@ struct vmo_space {
 
 /*
  * Which userfaultfd serves address a of a mapping registered from
- * reg_base with stripes of 2^shift bytes, and where a's stripe ends.
- * Every handler thread has its own uffd (one shared queue wakes every
- * reader for every fault, and the cross-CPU wake-ups cost more than the
- * second thread gains); mappings are registered in stripes dealt round
- * the uffds so that threads faulting anywhere spread over the handlers.
+ * reg_base in parts of 2^shift bytes, and where a's part ends.  Every
+ * handler thread has its own uffd (one shared queue wakes every reader for
+ * every fault, and the cross-CPU wake-ups cost more than the second thread
+ * gains); a mapping is registered in at most nthreads contiguous parts,
+ * part i with uffd i, so threads that divide a mapping between them each
+ * meet their own handler (space.c, stripe_shift_for).
  */
 static inline int vmo__uffd_of(const vmo_space_t *s, uintptr_t reg_base,
 			       unsigned shift, uintptr_t a, uintptr_t *end)
