@@ -207,7 +207,9 @@ VMO_API int vmo_write(vmo_t *obj, uint64_t offset, const void *buf,
  *   read zeros there; pager-backed objects refetch from the pager, after
  *   dirty pages of write-back objects were written back first (so decommit
  *   never loses data that has a backing store; VMO_FILE_PRIVATE changes are
- *   discarded).  Mappings of the range fault the pages in again.
+ *   discarded).  Mappings of the range fault the pages in again.  A
+ *   write through a mapping that races with vmo_decommit of the same
+ *   range may be discarded with it, as with any release of data.
  * vmo_sync: write dirty pages of the range back to the pager (file or
  *   write callback); no-op for objects without write-back.
  * Errors (all three): -EINVAL misaligned offset/len or len 0;
