@@ -12,24 +12,6 @@
 
 #define SENTINEL ((vmo_t *)(uintptr_t)0x5a5a5a5a5a5a5000ull)
 
-static vmo_stats_t ostats(vmo_t *o)
-{
-	vmo_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_stats(o, &s));
-	return s;
-}
-
-static vmo_pool_stats_t pstats(vmo_pool_t *p)
-{
-	vmo_pool_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_pool_stats(p, &s));
-	return s;
-}
-
 static vmo_pool_t *new_pool(void)
 {
 	vmo_pool_t *p = NULL;
@@ -42,49 +24,6 @@ static vmo_space_t *new_space(vmo_pool_t *p)
 	vmo_space_t *s = NULL;
 	OK(vmo_space_create(p, NULL, &s));
 	return s;
-}
-
-/*
- * A space with one handler thread and a barrier mapping.  drain() takes a
- * fault on a fresh barrier page: when it returns, the single handler has
- * finished every fault it read before, including dropping its own object
- * references.  Keeps the tests that use it independent of when a handler
- * lets go of an object relative to waking the faulting thread;
- * shared_writeback_done_when_unmap_and_unref_return tests that on its own.
- */
-struct serial {
-	vmo_space_t *sp;
-	vmo_t *bar;
-	volatile unsigned char *bar_map;
-	int next;
-};
-
-static void serial_init(struct serial *s, vmo_pool_t *p)
-{
-	vmo_space_options_t o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.handler_threads = 1;
-	OK(vmo_space_create(p, &o, &s->sp));
-	OK(vmo_create(p, 64 * PG, 0, &s->bar));
-	void *a = NULL;
-	OK(vmo_map(s->sp, s->bar, 0, 64 * PG, PROT_READ, 0, &a));
-	OK(vmo_advise(s->sp, a, 64 * PG, VMO_ADV_RANDOM));
-	s->bar_map = a;
-	s->next = 0;
-}
-
-static void drain(struct serial *s)
-{
-	CHECK(s->next < 64);
-	(void)s->bar_map[(size_t)s->next++ * PG];
-}
-
-static void serial_fini(struct serial *s)
-{
-	OK(vmo_unmap(s->sp, (void *)s->bar_map, 64 * PG));
-	vmo_space_destroy(s->sp);
-	vmo_unref(s->bar);
 }
 
 /* The whole content of fd (exactly len bytes expected). */
@@ -151,7 +90,7 @@ TEST(shared_write_sync_matches_file)
 	unsigned char *r = malloc(len);
 	OK(vmo_read(o, 0, r, len));
 	CHECK_MEM(r, model, len);
-	CHECK_EQ(ostats(o).dirty_pages, 0);
+	CHECK_EQ(ostat(o).dirty_pages, 0);
 	free(f);
 	free(r);
 	free(model);
@@ -220,12 +159,12 @@ TEST(shared_writeback_on_last_unref_after_unmap)
 	vmo_unref(o); /* last reference: writes back, no vmo_sync */
 	unsigned char *f = file_bytes(fd, len);
 	CHECK_MEM(f, model, len);
-	CHECK_EQ(pstats(p).writeback_errors, 0);
-	CHECK_EQ(pstats(p).objects, 1); /* the barrier object */
+	CHECK_EQ(pstat(p).writeback_errors, 0);
+	CHECK_EQ(pstat(p).objects, 1); /* the barrier object */
 	free(f);
 	free(model);
 	serial_fini(&ser);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	close(fd);
 }
@@ -269,7 +208,7 @@ TEST(shared_writeback_done_when_unmap_and_unref_return)
 			vmo_pool_stats_t ps;
 			do {
 				sched_yield();
-				ps = pstats(p);
+				ps = pstat(p);
 			} while (ps.objects != 0);
 			CHECK_EQ(pread(fd, &b, 1, (off_t)at), 1);
 			CHECK_EQ(b, (unsigned char)i); /* it did arrive */
@@ -319,9 +258,9 @@ TEST(shared_writeback_when_mapping_holds_last_ref)
 	unsigned char *m = a;
 	m[5 * PG + 77] = 0x3E;
 	model[5 * PG + 77] = 0x3E;
-	CHECK_EQ(pstats(p).objects, 1);
+	CHECK_EQ(pstat(p).objects, 1);
 	vmo_space_destroy(sp); /* unmaps: the last reference goes */
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	unsigned char *f = file_bytes(fd, len);
 	CHECK_MEM(f, model, len);
 	free(f);
@@ -348,7 +287,7 @@ TEST(shared_sync_of_clean_object_writes_nothing)
 	unsigned char b[10];
 	OK(vmo_read(o, PG, b, 10));
 	OK(vmo_sync(o, 0, len));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.pager_writes, 0);
 	CHECK_EQ(s.pager_write_bytes, 0);
 	CHECK_EQ(s.dirty_pages, 0);
@@ -386,7 +325,7 @@ TEST(shared_sync_never_writes_back_clean_pages)
 		FAIL("vmo_sync wrote the clean page 3 back over the file");
 	CHECK_EQ(pread(fd, b, 1, 5 * PG), 1);
 	CHECK_EQ(b[0], 0x55);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.pager_writes, 1);
 	CHECK_EQ(s.pager_write_bytes, PG);
 	vmo_space_destroy(sp);
@@ -422,7 +361,7 @@ TEST(private_changes_never_reach_file)
 	unsigned char *f = file_bytes(fd, len);
 	CHECK_MEM(f, orig, len);
 	free(f);
-	CHECK_EQ(ostats(o).pager_writes, 0);
+	CHECK_EQ(ostat(o).pager_writes, 0);
 	vmo_space_destroy(sp);
 	vmo_unref(o);
 	f = file_bytes(fd, len);
@@ -450,7 +389,7 @@ TEST(private_decommit_discards_changes)
 	OK(vmo_write(o, PG, "XXXX", 4));
 	m[5 * PG + 9] = (unsigned char)~orig[5 * PG + 9];
 	OK(vmo_decommit(o, 0, len));
-	CHECK_EQ(ostats(o).resident_pages, 0);
+	CHECK_EQ(ostat(o).resident_pages, 0);
 	unsigned char *r = malloc(len);
 	OK(vmo_read(o, 0, r, len));
 	CHECK_MEM(r, orig, len);
@@ -508,9 +447,9 @@ TEST(shared_decommit_writes_back_first)
 	OK(vmo_create_file(p, fd, 0, len, VMO_FILE_SHARED, &o));
 	OK(vmo_write(o, 2 * PG + 3, "dirty data", 10));
 	memcpy(model + 2 * PG + 3, "dirty data", 10);
-	CHECK_EQ(ostats(o).dirty_pages, 1);
+	CHECK_EQ(ostat(o).dirty_pages, 1);
 	OK(vmo_decommit(o, 0, len));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 0);
 	CHECK_EQ(s.dirty_pages, 0);
 	CHECK_EQ(s.decommitted_pages, 1);
@@ -544,7 +483,7 @@ TEST(shared_decommit_writes_back_mapping_writes)
 	m[6 * PG] = 0xD8;
 	model[6 * PG] = 0xD8;
 	OK(vmo_decommit(o, 0, len));
-	CHECK_EQ(ostats(o).resident_pages, 0);
+	CHECK_EQ(ostat(o).resident_pages, 0);
 	unsigned char *f = file_bytes(fd, len);
 	CHECK_MEM(f, model, len);
 	free(f);
@@ -691,7 +630,7 @@ TEST(range_past_eof_page_einval)
 	o = SENTINEL;
 	CHECK_ERR(vmo_create_file(p, e, 0, PG, VMO_FILE_SHARED, &o), -EINVAL);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	close(e);
 	close(fd);
@@ -712,7 +651,7 @@ TEST(flags_not_exactly_one_einval)
 		  -EINVAL);
 	CHECK_ERR(vmo_create_file(p, fd, 0, PG, 0x4, &o), -EINVAL);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	close(fd);
 }
@@ -731,7 +670,7 @@ TEST(misaligned_offset_or_size_einval)
 		  -EINVAL);
 	CHECK_ERR(vmo_create_file(p, fd, 0, 0, VMO_FILE_SHARED, &o), -EINVAL);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	close(fd);
 }
@@ -751,7 +690,7 @@ TEST(size_above_max_efbig)
 				  VMO_FILE_PRIVATE, &o),
 		  -EFBIG);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	close(fd);
 }
@@ -782,7 +721,7 @@ TEST(not_regular_file_enodev)
 	CHECK_ERR(vmo_create_file(p, sv[0], 0, PG, VMO_FILE_SHARED, &o),
 		  -ENODEV);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	close(dir);
 	close(pfd[0]);
 	close(pfd[1]);
@@ -802,7 +741,7 @@ TEST(closed_fd_ebadf)
 	CHECK_ERR(vmo_create_file(p, fd, 0, PG, VMO_FILE_PRIVATE, &o), -EBADF);
 	CHECK_ERR(vmo_create_file(p, -1, 0, PG, VMO_FILE_SHARED, &o), -EBADF);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -816,7 +755,7 @@ TEST(wronly_fd_eacces)
 	CHECK_ERR(vmo_create_file(p, wo, 0, PG, VMO_FILE_PRIVATE, &o),
 		  -EACCES);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	close(wo);
 	close(fd);
@@ -871,7 +810,7 @@ TEST(shared_from_rdonly_fd_is_read_only)
 	CHECK_MEM(a, orig, len);
 	CHECK_ERR(vmo_protect(sp, a, len, PROT_READ | PROT_WRITE), -EACCES);
 	OK(vmo_sync(o, 0, len));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 0);
 	CHECK_EQ(s.pager_writes, 0);
 	CHECK_EQ(s.mappings, 1);
@@ -985,7 +924,7 @@ TEST(pager_stats_exact)
 	vmo_pool_t *p = new_pool();
 	vmo_t *o;
 	OK(vmo_create_file(p, fd, 0, len, VMO_FILE_SHARED, &o));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.pager_reads, 0);
 	CHECK_EQ(s.pager_writes, 0);
 	CHECK_EQ(s.resident_pages, 0);
@@ -994,19 +933,19 @@ TEST(pager_stats_exact)
 	unsigned char pg[PG];
 	pattern_fill(pg, PG, 5, 0);
 	OK(vmo_write(o, 2 * PG, pg, PG));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.pager_reads, 0);
 	CHECK_EQ(s.pager_read_bytes, 0);
 	CHECK_EQ(s.dirty_pages, 1);
 	CHECK_EQ(s.resident_pages, 1);
 	OK(vmo_sync(o, 0, len));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.pager_writes, 1);
 	CHECK_EQ(s.pager_write_bytes, 4096);
 	CHECK_EQ(s.dirty_pages, 0);
 	/* clean: nothing more */
 	OK(vmo_sync(o, 0, len));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.pager_writes, 1);
 	CHECK_EQ(s.pager_write_bytes, 4096);
 
@@ -1015,7 +954,7 @@ TEST(pager_stats_exact)
 	OK(vmo_read(o, 5 * PG + 7, &b, 1));
 	CHECK_EQ(b, pattern_byte(81, 5 * PG + 7));
 	OK(vmo_read(o, 5 * PG + 8, &b, 1));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.pager_reads, 1);
 	CHECK_EQ(s.pager_read_bytes, 4096);
 	CHECK_EQ(s.pages_filled, 1);
@@ -1023,17 +962,17 @@ TEST(pager_stats_exact)
 
 	/* a partial write of an absent page fills it first */
 	OK(vmo_write(o, 6 * PG + 1, "abc", 3));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.pager_reads, 2);
 	CHECK_EQ(s.pager_read_bytes, 8192);
 	CHECK_EQ(s.dirty_pages, 1);
 	OK(vmo_sync(o, 0, len));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.pager_writes, 2);
 	CHECK_EQ(s.pager_write_bytes, 8192);
 	CHECK_EQ(s.pager_errors, 0);
 	CHECK_EQ(s.resident_pages, 3);
-	CHECK_EQ(pstats(p).resident_pages, 3);
+	CHECK_EQ(pstat(p).resident_pages, 3);
 	/* neighbouring bytes of the partial page survived the write-back */
 	unsigned char f[PG];
 	CHECK_EQ(pread(fd, f, PG, 6 * PG), (ssize_t)PG);
@@ -1060,14 +999,14 @@ TEST(shared_sync_subrange_writes_only_that_range)
 	CHECK_MEM(f + PG, "one", 3);
 	CHECK_MEM(f + 6 * PG, orig + 6 * PG, 3);
 	free(f);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 1);
 	CHECK_EQ(s.pager_write_bytes, 4096);
 	OK(vmo_sync(o, 4 * PG, 4 * PG));
 	f = file_bytes(fd, len);
 	CHECK_MEM(f + 6 * PG, "six", 3);
 	free(f);
-	CHECK_EQ(ostats(o).dirty_pages, 0);
+	CHECK_EQ(ostat(o).dirty_pages, 0);
 	free(orig);
 	vmo_unref(o);
 	vmo_pool_destroy(p);

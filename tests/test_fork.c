@@ -6,24 +6,6 @@
  */
 #include "testlib.h"
 
-static vmo_stats_t ostats(vmo_t *o)
-{
-	vmo_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_stats(o, &s));
-	return s;
-}
-
-static vmo_space_stats_t sstats(vmo_space_t *sp)
-{
-	vmo_space_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_space_stats(sp, &s));
-	return s;
-}
-
 /* Run fn(arg) in a child; return its wait status. */
 static int in_child(void (*fn)(void *), void *arg)
 {
@@ -299,9 +281,9 @@ TEST(child_destroy_calls_do_nothing)
 	for (int i = 0; i < 6; i++)
 		CHECK_EQ(b[i], pattern_byte(91, 3 * PG + (uint64_t)i));
 	/* and the parent's handles all still work */
-	CHECK_EQ(ostats(w.file).dirty_pages, 1);
-	CHECK_EQ(ostats(w.anon).mappings, 1);
-	CHECK_EQ(sstats(w.sp).mappings, 2);
+	CHECK_EQ(ostat(w.file).dirty_pages, 1);
+	CHECK_EQ(ostat(w.anon).mappings, 1);
+	CHECK_EQ(sstat(w.sp).mappings, 2);
 	OK(vmo_sync(w.file, 0, 8 * PG));
 	CHECK_EQ(pread(w.fd, b, 6, 3 * PG), 6);
 	CHECK_MEM(b, "parent", 6);
@@ -396,7 +378,7 @@ TEST(parent_unaffected_after_child_exits)
 {
 	struct world w;
 	world_init(&w);
-	vmo_space_stats_t before = sstats(w.sp);
+	vmo_space_stats_t before = sstat(w.sp);
 	expect_exit0(in_child(child_busy, &w));
 	/* old data */
 	for (int i = 0; i < 4; i++)
@@ -416,7 +398,7 @@ TEST(parent_unaffected_after_child_exits)
 	}
 	for (size_t i = PG; i < 8 * PG; i += 1021)
 		CHECK_EQ(w.fmap[i], pattern_byte(91, i));
-	vmo_space_stats_t after = sstats(w.sp);
+	vmo_space_stats_t after = sstat(w.sp);
 	CHECK(after.faults_missing > before.faults_missing);
 	CHECK_EQ(after.handler_threads, before.handler_threads);
 	CHECK_EQ(after.mappings, 2);

@@ -7,24 +7,6 @@
 
 #define SENTINEL ((vmo_t *)(uintptr_t)0x5a5a5a5a5a5a5000ull)
 
-static vmo_stats_t ostats(vmo_t *o)
-{
-	vmo_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_stats(o, &s));
-	return s;
-}
-
-static vmo_pool_stats_t pstats(vmo_pool_t *p)
-{
-	vmo_pool_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_pool_stats(p, &s));
-	return s;
-}
-
 static vmo_pool_t *new_pool(void)
 {
 	vmo_pool_t *p = NULL;
@@ -52,7 +34,7 @@ TEST(create_size_zero_einval)
 	vmo_t *o = SENTINEL;
 	CHECK_ERR(vmo_create(p, 0, 0, &o), -EINVAL);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -65,7 +47,7 @@ TEST(create_misaligned_size_einval)
 	CHECK_ERR(vmo_create(p, PG + 1, 0, &o), -EINVAL);
 	CHECK_ERR(vmo_create(p, 3 * PG + 512, 0, &o), -EINVAL);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -78,7 +60,7 @@ TEST(create_unknown_flags_einval)
 	CHECK_ERR(vmo_create(p, PG, VMO_FILE_PRIVATE, &o), -EINVAL);
 	CHECK_ERR(vmo_create(p, PG, 0x80000000u, &o), -EINVAL);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -90,7 +72,7 @@ TEST(create_larger_than_max_efbig)
 	CHECK_ERR(vmo_create(p, VMO_MAX_SIZE * 2, 0, &o), -EFBIG);
 	CHECK_ERR(vmo_create(p, UINT64_MAX - (PG - 1), 0, &o), -EFBIG);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -120,7 +102,7 @@ TEST(create_null_out_einval)
 	vmo_pool_t *p = new_pool();
 	/* must return -EINVAL, not store through NULL */
 	CHECK_ERR(vmo_create(p, PG, 0, NULL), -EINVAL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -131,7 +113,7 @@ TEST(size_reports_bytes)
 	OK(vmo_create(p, 37 * PG, 0, &o));
 	CHECK_EQ(vmo_size(o), 37 * PG);
 	CHECK_EQ(vmo_size(NULL), 0);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.version, VMO_STATS_VERSION);
 	CHECK_EQ(s.size_bytes, 37 * PG);
 	CHECK_EQ(s.resident_pages, 0);
@@ -196,7 +178,7 @@ TEST(zero_length_read_write_is_noop)
 	OK(vmo_read(o, 7, NULL, 0));
 	CHECK_EQ(r[0], 9);
 	CHECK_EQ(r[3], 9);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 0);
 	CHECK_EQ(s.dirty_pages, 0);
 	OK(vmo_read(o, 4, r, 4));
@@ -248,7 +230,7 @@ TEST(read_write_null_buf_einval)
 	CHECK_ERR(vmo_write(o, 10, NULL, PG), -EINVAL);
 	CHECK_ERR(vmo_read(o, 0, NULL, 1), -EINVAL);
 	CHECK_ERR(vmo_read(o, 10, NULL, PG), -EINVAL);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 0);
 	CHECK_EQ(s.dirty_pages, 0);
 	vmo_unref(o);
@@ -294,7 +276,7 @@ TEST(commit_decommit_sync_misaligned_einval)
 		CHECK_ERR(fn[i](o, PG, 100), -EINVAL);
 		CHECK_ERR(fn[i](o, PG + 8, 2 * PG - 8), -EINVAL);
 	}
-	CHECK_EQ(ostats(o).resident_pages, 0);
+	CHECK_EQ(ostat(o).resident_pages, 0);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
 }
@@ -333,7 +315,7 @@ TEST(commit_decommit_sync_out_of_range_erange)
 		CHECK_ERR(fn[i](o, PG, UINT64_MAX - (PG - 1)), -ERANGE);
 	}
 	/* the failed decommits changed nothing */
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 1);
 	CHECK_EQ(s.decommitted_pages, 0);
 	b = 0;
@@ -348,16 +330,16 @@ TEST(commit_makes_pages_resident)
 	vmo_pool_t *p = new_pool();
 	vmo_t *o;
 	OK(vmo_create(p, 64 * PG, 0, &o));
-	CHECK_EQ(ostats(o).resident_pages, 0);
+	CHECK_EQ(ostat(o).resident_pages, 0);
 	OK(vmo_commit(o, 4 * PG, 10 * PG));
-	CHECK_EQ(ostats(o).resident_pages, 10);
-	CHECK_EQ(pstats(p).resident_pages, 10);
+	CHECK_EQ(ostat(o).resident_pages, 10);
+	CHECK_EQ(pstat(p).resident_pages, 10);
 	/* overlapping commit counts each page once */
 	OK(vmo_commit(o, 0, 8 * PG));
-	CHECK_EQ(ostats(o).resident_pages, 14);
+	CHECK_EQ(ostat(o).resident_pages, 14);
 	OK(vmo_commit(o, 63 * PG, PG));
-	CHECK_EQ(ostats(o).resident_pages, 15);
-	CHECK_EQ(pstats(p).resident_pages, 15);
+	CHECK_EQ(ostat(o).resident_pages, 15);
+	CHECK_EQ(pstat(p).resident_pages, 15);
 	/* committed anonymous pages read zeros */
 	unsigned char *buf = malloc(14 * PG), *zero = calloc(1, 14 * PG);
 	memset(buf, 0xEE, 14 * PG);
@@ -375,10 +357,10 @@ TEST(commit_whole_object)
 	vmo_t *o;
 	OK(vmo_create(p, 1024 * PG, 0, &o));
 	OK(vmo_commit(o, 0, 1024 * PG));
-	CHECK_EQ(ostats(o).resident_pages, 1024);
-	CHECK_EQ(pstats(p).resident_pages, 1024);
+	CHECK_EQ(ostat(o).resident_pages, 1024);
+	CHECK_EQ(pstat(p).resident_pages, 1024);
 	vmo_unref(o);
-	CHECK_EQ(pstats(p).resident_pages, 0);
+	CHECK_EQ(pstat(p).resident_pages, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -391,12 +373,12 @@ TEST(decommit_reads_zeros_and_drops_resident)
 	unsigned char *buf = malloc(size), *zero = calloc(1, size);
 	pattern_fill(buf, size, 3, 0);
 	OK(vmo_write(o, 0, buf, size));
-	CHECK_EQ(ostats(o).resident_pages, 8);
+	CHECK_EQ(ostat(o).resident_pages, 8);
 	OK(vmo_decommit(o, 2 * PG, 3 * PG));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 5);
 	CHECK_EQ(s.decommitted_pages, 3);
-	CHECK_EQ(pstats(p).resident_pages, 5);
+	CHECK_EQ(pstat(p).resident_pages, 5);
 	unsigned char *r = malloc(size);
 	OK(vmo_read(o, 0, r, size));
 	CHECK_MEM(r, buf, 2 * PG);
@@ -409,7 +391,7 @@ TEST(decommit_reads_zeros_and_drops_resident)
 	CHECK_EQ(r[1], 'x');
 	CHECK_EQ(r[2], 'y');
 	CHECK_EQ(r[3], 0);
-	CHECK_EQ(ostats(o).resident_pages, 6);
+	CHECK_EQ(ostat(o).resident_pages, 6);
 	free(buf);
 	free(zero);
 	free(r);
@@ -425,20 +407,20 @@ TEST(decommit_counts_only_resident_pages)
 	OK(vmo_commit(o, 2 * PG, PG));
 	OK(vmo_commit(o, 9 * PG, 3 * PG));
 	OK(vmo_commit(o, 30 * PG, PG));
-	CHECK_EQ(ostats(o).resident_pages, 5);
+	CHECK_EQ(ostat(o).resident_pages, 5);
 	OK(vmo_decommit(o, 0, 16 * PG));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 1);
 	CHECK_EQ(s.decommitted_pages, 4);
 	/* decommitting absent pages is fine and counts nothing */
 	OK(vmo_decommit(o, 0, 16 * PG));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.decommitted_pages, 4);
 	OK(vmo_decommit(o, 0, 32 * PG));
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.resident_pages, 0);
 	CHECK_EQ(s.decommitted_pages, 5);
-	CHECK_EQ(pstats(p).resident_pages, 0);
+	CHECK_EQ(pstat(p).resident_pages, 0);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
 }
@@ -450,7 +432,7 @@ TEST(sync_of_anonymous_object_is_noop)
 	OK(vmo_create(p, 4 * PG, 0, &o));
 	OK(vmo_write(o, PG + 5, "abc", 3));
 	OK(vmo_sync(o, 0, 4 * PG));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.pager_writes, 0);
 	CHECK_EQ(s.pager_write_bytes, 0);
 	CHECK_EQ(s.pager_errors, 0);
@@ -499,9 +481,9 @@ TEST(sparse_1tib_three_pages)
 		OK(vmo_read(o, holes[i], r, PG));
 		CHECK_MEM(r, zero, PG);
 	}
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 3);
-	CHECK_EQ(pstats(p).resident_pages, 3);
+	CHECK_EQ(pstat(p).resident_pages, 3);
 	uint64_t after = rss_bytes();
 	uint64_t grew = after > before ? after - before : 0;
 	if (grew >= (16u << 20))
@@ -515,31 +497,31 @@ TEST(sparse_1tib_three_pages)
 TEST(pool_stats_track_objects_and_pages)
 {
 	vmo_pool_t *p = new_pool();
-	vmo_pool_stats_t ps = pstats(p);
+	vmo_pool_stats_t ps = pstat(p);
 	CHECK_EQ(ps.version, VMO_POOL_STATS_VERSION);
 	CHECK_EQ(ps.objects, 0);
 	CHECK_EQ(ps.resident_pages, 0);
 	vmo_t *a, *b, *c;
 	OK(vmo_create(p, 16 * PG, 0, &a));
-	CHECK_EQ(pstats(p).objects, 1);
+	CHECK_EQ(pstat(p).objects, 1);
 	OK(vmo_create(p, 16 * PG, 0, &b));
 	OK(vmo_create(p, PG, 0, &c));
-	CHECK_EQ(pstats(p).objects, 3);
+	CHECK_EQ(pstat(p).objects, 3);
 	OK(vmo_commit(a, 0, 3 * PG));
 	OK(vmo_commit(b, 0, 5 * PG));
 	OK(vmo_write(c, 0, "z", 1));
-	ps = pstats(p);
+	ps = pstat(p);
 	CHECK_EQ(ps.resident_pages, 9);
 	vmo_unref(b);
-	ps = pstats(p);
+	ps = pstat(p);
 	CHECK_EQ(ps.objects, 2);
 	CHECK_EQ(ps.resident_pages, 4);
 	vmo_unref(a);
-	ps = pstats(p);
+	ps = pstat(p);
 	CHECK_EQ(ps.objects, 1);
 	CHECK_EQ(ps.resident_pages, 1);
 	vmo_unref(c);
-	ps = pstats(p);
+	ps = pstat(p);
 	CHECK_EQ(ps.objects, 0);
 	CHECK_EQ(ps.resident_pages, 0);
 	CHECK_EQ(ps.dirty_pages, 0);
@@ -554,10 +536,10 @@ TEST(pools_account_separately)
 	OK(vmo_create(p2, 8 * PG, 0, &b));
 	OK(vmo_commit(a, 0, 2 * PG));
 	OK(vmo_commit(b, 0, 7 * PG));
-	CHECK_EQ(pstats(p1).objects, 1);
-	CHECK_EQ(pstats(p1).resident_pages, 2);
-	CHECK_EQ(pstats(p2).objects, 1);
-	CHECK_EQ(pstats(p2).resident_pages, 7);
+	CHECK_EQ(pstat(p1).objects, 1);
+	CHECK_EQ(pstat(p1).resident_pages, 2);
+	CHECK_EQ(pstat(p2).objects, 1);
+	CHECK_EQ(pstat(p2).resident_pages, 7);
 	vmo_unref(a);
 	vmo_unref(b);
 	vmo_pool_destroy(p1);
@@ -572,15 +554,15 @@ TEST(ref_keeps_object_alive)
 	OK(vmo_write(o, 10, "hello", 5));
 	vmo_ref(o);
 	vmo_unref(o); /* the ref taken above is still there */
-	CHECK_EQ(pstats(p).objects, 1);
+	CHECK_EQ(pstat(p).objects, 1);
 	char b[5];
 	OK(vmo_read(o, 10, b, 5));
 	CHECK_MEM(b, "hello", 5);
 	OK(vmo_write(o, 2 * PG, "w", 1));
-	CHECK_EQ(ostats(o).resident_pages, 2);
+	CHECK_EQ(ostat(o).resident_pages, 2);
 	vmo_unref(o); /* the creator's reference: gone now */
-	CHECK_EQ(pstats(p).objects, 0);
-	CHECK_EQ(pstats(p).resident_pages, 0);
+	CHECK_EQ(pstat(p).objects, 0);
+	CHECK_EQ(pstat(p).resident_pages, 0);
 	vmo_ref(NULL);
 	vmo_unref(NULL);
 	vmo_pool_destroy(p);
@@ -597,7 +579,7 @@ TEST(pool_outlives_destroy_while_objects_live)
 	char b[3];
 	OK(vmo_read(o, PG, b, 3));
 	CHECK_MEM(b, "abc", 3);
-	CHECK_EQ(ostats(o).resident_pages, 4);
+	CHECK_EQ(ostat(o).resident_pages, 4);
 	vmo_unref(o); /* frees the pool too (ASan checks) */
 	vmo_pool_destroy(NULL);
 }

@@ -142,33 +142,6 @@ static const vmo_pager_ops_t ops_rw = {mp_read, mp_write, mp_release};
 
 /* ------------------------------------------------------------ helpers */
 
-static vmo_stats_t ostats(vmo_t *o)
-{
-	vmo_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_stats(o, &s));
-	return s;
-}
-
-static vmo_pool_stats_t pstats(vmo_pool_t *p)
-{
-	vmo_pool_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_pool_stats(p, &s));
-	return s;
-}
-
-static vmo_space_stats_t sstats(vmo_space_t *sp)
-{
-	vmo_space_stats_t s;
-	memset(&s, 0, sizeof s);
-	s.size = sizeof s;
-	OK(vmo_space_stats(sp, &s));
-	return s;
-}
-
 static vmo_pool_t *new_pool(void)
 {
 	vmo_pool_t *p = NULL;
@@ -211,49 +184,6 @@ static void *map_random(vmo_space_t *sp, vmo_t *o, uint64_t off, size_t len,
 	return a;
 }
 
-/*
- * A space with one handler thread and a barrier mapping.  drain() takes a
- * fault on a fresh barrier page: when it returns, the single handler has
- * finished every fault it read before, including dropping its own object
- * references.  Keeps the tests that use it independent of when a handler
- * lets go of an object relative to waking the faulting thread;
- * release_done_when_last_unmap_returns tests that on its own.
- */
-struct serial {
-	vmo_space_t *sp;
-	vmo_t *bar;
-	volatile unsigned char *bar_map;
-	int next;
-};
-
-static void serial_init(struct serial *s, vmo_pool_t *p)
-{
-	vmo_space_options_t o;
-	memset(&o, 0, sizeof o);
-	o.size = sizeof o;
-	o.handler_threads = 1;
-	OK(vmo_space_create(p, &o, &s->sp));
-	OK(vmo_create(p, 64 * PG, 0, &s->bar));
-	void *a = NULL;
-	OK(vmo_map(s->sp, s->bar, 0, 64 * PG, PROT_READ, 0, &a));
-	OK(vmo_advise(s->sp, a, 64 * PG, VMO_ADV_RANDOM));
-	s->bar_map = a;
-	s->next = 0;
-}
-
-static void drain(struct serial *s)
-{
-	CHECK(s->next < 64);
-	(void)s->bar_map[(size_t)s->next++ * PG];
-}
-
-static void serial_fini(struct serial *s)
-{
-	OK(vmo_unmap(s->sp, (void *)s->bar_map, 64 * PG));
-	vmo_space_destroy(s->sp);
-	vmo_unref(s->bar);
-}
-
 static vmo_space_t *new_space(vmo_pool_t *p)
 {
 	vmo_space_t *s = NULL;
@@ -294,7 +224,7 @@ TEST(create_invalid_args_einval)
 	CHECK_ERR(vmo_create_pager(p, VMO_MAX_SIZE + PG, &ok_ops, NULL, 0, &o),
 		  -EFBIG);
 	CHECK(o == SENTINEL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -304,7 +234,7 @@ TEST(create_null_out_einval)
 	vmo_pager_ops_t ok_ops = {dummy_read, dummy_write, NULL};
 	/* must return -EINVAL, not store through NULL */
 	CHECK_ERR(vmo_create_pager(p, PG, &ok_ops, NULL, 0, NULL), -EINVAL);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 }
 
@@ -345,7 +275,7 @@ TEST(read_callback_fills_vmo_read)
 	CHECK_MEM(b, m.store, 16 * PG);
 	for (int i = 0; i < 16; i++)
 		CHECK_EQ(m.reads[i], 1);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 16);
 	CHECK_EQ(s.pages_filled, 16);
 	CHECK_EQ(s.pager_read_bytes, 16 * PG);
@@ -373,7 +303,7 @@ TEST(read_callback_fills_mapping)
 	settle(o, 0, 16 * PG);
 	for (int i = 0; i < 16; i++)
 		CHECK_EQ(m.reads[i], 1);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 16);
 	CHECK_EQ(s.pager_read_bytes, 16 * PG);
 	CHECK(s.faults >= 1);
@@ -479,7 +409,7 @@ TEST(concurrent_faults_read_each_page_once)
 	CHECK_EQ(m.read_calls, 4);
 	settle(o, 4 * PG, 4 * PG);
 	CHECK_EQ(m.read_calls, 4);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.pager_read_bytes, 4 * PG);
 	CHECK_EQ(s.pager_reads, 4);
 	CHECK_EQ(s.resident_pages, 4);
@@ -509,7 +439,7 @@ TEST(concurrent_vmo_reads_read_page_once)
 		if (m.reads[i] != (i == 3 ? 1 : 0))
 			FAIL("page %d read %d times", i, m.reads[i]);
 	CHECK_EQ(m.read_bytes, PG);
-	CHECK_EQ(ostats(o).pages_filled, 1);
+	CHECK_EQ(ostat(o).pages_filled, 1);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
 	mp_free(&m);
@@ -538,7 +468,7 @@ TEST(concurrent_faults_and_vmo_reads_read_page_once)
 			FAIL("page %d read %d times", i, m.reads[i]);
 	CHECK_EQ(m.read_bytes, PG);
 	settle(o, 5 * PG, PG);
-	CHECK_EQ(ostats(o).resident_pages, 1);
+	CHECK_EQ(ostat(o).resident_pages, 1);
 	vmo_space_destroy(sp);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
@@ -573,7 +503,7 @@ TEST(read_error_vmo_read_eio)
 		CHECK_MEM(b, m.store + 2 * PG, PG);
 		OK(vmo_read(o, 4 * PG, b, 2 * PG));
 		CHECK_MEM(b, m.store + 4 * PG, 2 * PG);
-		vmo_stats_t s = ostats(o);
+		vmo_stats_t s = ostat(o);
 		CHECK(m.read_fails >= 3);
 		CHECK_EQ(s.pager_errors, m.read_fails);
 		CHECK_EQ(s.resident_pages, 3); /* pages 2, 4, 5 */
@@ -634,11 +564,11 @@ TEST(read_error_fault_sigbus)
 	CHECK_MEM((const void *)(v + PG), m.store + PG, PG);
 	settle(o, 0, 2 * PG);
 	settle(o, 3 * PG, 5 * PG);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(m.read_fails, 1);
 	CHECK_EQ(s.pager_errors, 1);
 	CHECK_EQ(s.resident_pages, 7);
-	vmo_space_stats_t ss = sstats(sp);
+	vmo_space_stats_t ss = sstat(sp);
 	CHECK_EQ(ss.errors, 1);
 	CHECK_EQ(ss.sigbus, 1);
 	vmo_space_destroy(sp);
@@ -661,11 +591,11 @@ TEST(read_error_retried_by_next_read)
 	unsigned char b[PG];
 	CHECK_ERR(vmo_read(o, PG + 5, b, 10), -EIO);
 	CHECK_EQ(m.reads[1], 1);
-	CHECK_EQ(ostats(o).resident_pages, 0);
+	CHECK_EQ(ostat(o).resident_pages, 0);
 	OK(vmo_read(o, PG, b, PG));
 	CHECK_MEM(b, m.store + PG, PG);
 	CHECK_EQ(m.reads[1], 2);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.pager_errors, 1);
 	CHECK_EQ(s.resident_pages, 1);
 	vmo_unref(o);
@@ -712,9 +642,9 @@ TEST(read_error_vmo_write_writes_nothing)
 	/* partial writes of pages 1 and 2; page 1 cannot be filled */
 	CHECK_ERR(vmo_write(o, PG + 10, w, PG), -EIO);
 	CHECK_ERR(vmo_write(o, 2 * PG - 1, w, 2), -EIO);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 0);
-	CHECK_EQ(pstats(p).dirty_pages, 0);
+	CHECK_EQ(pstat(p).dirty_pages, 0);
 	unsigned char b[PG];
 	OK(vmo_read(o, 2 * PG, b, PG));
 	CHECK_MEM(b, m.store + 2 * PG, PG); /* page 2 unchanged */
@@ -744,12 +674,12 @@ TEST(populate_read_error_eio_nothing_mapped)
 	CHECK_ERR(vmo_map(sp, o, 0, 8 * PG, PROT_READ, VMO_MAP_POPULATE, &a),
 		  -EIO);
 	CHECK(a == (void *)(uintptr_t)0x1234000);
-	CHECK_EQ(sstats(sp).mappings, 0);
-	CHECK_EQ(ostats(o).mappings, 0);
+	CHECK_EQ(sstat(sp).mappings, 0);
+	CHECK_EQ(ostat(o).mappings, 0);
 	/* the failed map left no reference behind */
 	vmo_unref(o);
 	CHECK_EQ(m.release_calls, 1);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_space_destroy(sp);
 	vmo_pool_destroy(p);
 	mp_free(&m);
@@ -773,12 +703,12 @@ TEST(no_write_callback_is_read_only)
 	CHECK_ERR(vmo_map(sp, o, 0, 4 * PG, PROT_READ | PROT_WRITE, 0, &a),
 		  -EACCES);
 	CHECK_ERR(vmo_map(sp, o, 0, PG, PROT_WRITE, 0, &a), -EACCES);
-	CHECK_EQ(ostats(o).mappings, 0);
+	CHECK_EQ(ostat(o).mappings, 0);
 	OK(vmo_map(sp, o, 0, 4 * PG, PROT_READ, 0, &a));
 	CHECK_MEM(a, m.store, 4 * PG);
 	CHECK_ERR(vmo_protect(sp, a, PG, PROT_READ | PROT_WRITE), -EACCES);
 	OK(vmo_sync(o, 0, 4 * PG));
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 0);
 	CHECK_EQ(s.pager_writes, 0);
 	OK(vmo_read(o, 0, b, PG));
@@ -834,7 +764,7 @@ TEST(sync_writes_exactly_dirty_pages)
 	OK(vmo_sync(o, 0, 16 * PG));
 	CHECK_EQ(written_mask(&m), (1ull << 1) | (1ull << 5) | (1ull << 12));
 	CHECK_MEM(m.store, model, 16 * PG);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 0);
 	CHECK_EQ(s.pager_write_bytes, 3 * PG);
 	CHECK_EQ(s.pager_writes, (uint64_t)mp_nwr(&m));
@@ -878,13 +808,13 @@ TEST(sync_skips_clean_pages_never_touched_through_mapping)
 	unsigned char buf[PG];
 	OK(vmo_read(o, 3 * PG, buf, PG));  /* under the writable mapping */
 	OK(vmo_read(o, 12 * PG, buf, PG)); /* under the read-only one */
-	CHECK_EQ(ostats(o).dirty_pages, 0);
+	CHECK_EQ(ostat(o).dirty_pages, 0);
 	OK(vmo_sync(o, 0, 16 * PG));
 	if (mp_nwr(&m))
 		FAIL("vmo_sync wrote back clean pages (mask %#" PRIx64
 		     ") that were never written",
 		     written_mask(&m));
-	CHECK_EQ(ostats(o).pager_writes, 0);
+	CHECK_EQ(ostat(o).pager_writes, 0);
 	vmo_space_destroy(sp);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
@@ -913,7 +843,7 @@ TEST(stats_current_when_fault_returns)
 			map_random(sp, o, 0, np * PG, PROT_READ);
 		for (int i = 0; i < np; i++) {
 			(void)v[i * PG];
-			vmo_stats_t s = ostats(o);
+			vmo_stats_t s = ostat(o);
 			if (s.resident_pages != (uint64_t)i + 1 ||
 			    s.pages_filled != (uint64_t)i + 1) {
 				stale[k]++;
@@ -950,7 +880,7 @@ TEST(sync_of_clean_object_calls_nothing)
 	OK(vmo_read(o, 0, b, PG));
 	OK(vmo_sync(o, 0, 8 * PG));
 	CHECK_EQ(mp_nwr(&m), 0);
-	CHECK_EQ(ostats(o).pager_writes, 0);
+	CHECK_EQ(ostat(o).pager_writes, 0);
 	vmo_space_destroy(sp);
 	CHECK_EQ(mp_nwr(&m), 0);
 	vmo_unref(o);
@@ -971,10 +901,10 @@ TEST(sync_subrange_writes_only_that_range)
 	OK(vmo_write(o, 10 * PG, "ten", 3));
 	OK(vmo_sync(o, 0, 8 * PG));
 	CHECK_EQ(written_mask(&m), 1ull << 2);
-	CHECK_EQ(ostats(o).dirty_pages, 1);
+	CHECK_EQ(ostat(o).dirty_pages, 1);
 	OK(vmo_sync(o, 8 * PG, 8 * PG));
 	CHECK_EQ(written_mask(&m), (1ull << 2) | (1ull << 10));
-	CHECK_EQ(ostats(o).dirty_pages, 0);
+	CHECK_EQ(ostat(o).dirty_pages, 0);
 	CHECK_MEM(m.store + 10 * PG, "ten", 3);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
@@ -991,27 +921,27 @@ TEST(failing_write_keeps_page_dirty)
 	OK(vmo_create_pager(p, 8 * PG, &ops_rw, &m, 0, &o));
 	OK(vmo_write(o, 3 * PG + 1, "keep", 4));
 	CHECK_ERR(vmo_sync(o, 0, 8 * PG), -EIO);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 1);
 	CHECK_EQ(s.resident_pages, 1);
 	CHECK_EQ(s.pager_errors, 1);
-	CHECK_EQ(pstats(p).dirty_pages, 1);
+	CHECK_EQ(pstat(p).dirty_pages, 1);
 	char b[4];
 	OK(vmo_read(o, 3 * PG + 1, b, 4));
 	CHECK_MEM(b, "keep", 4);
 	/* -ENOSPC from the callback is -EIO too */
 	m.write_fail = ENOSPC;
 	CHECK_ERR(vmo_sync(o, 0, 8 * PG), -EIO);
-	CHECK_EQ(ostats(o).dirty_pages, 1);
+	CHECK_EQ(ostat(o).dirty_pages, 1);
 	/* fixed: the next sync writes it */
 	m.write_fail = 0;
 	OK(vmo_sync(o, 0, 8 * PG));
 	CHECK_EQ(written_mask(&m), 1ull << 3);
 	CHECK_MEM(m.store + 3 * PG + 1, "keep", 4);
-	s = ostats(o);
+	s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 0);
 	CHECK_EQ(s.pager_errors, 2);
-	CHECK_EQ(pstats(p).dirty_pages, 0);
+	CHECK_EQ(pstat(p).dirty_pages, 0);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
 	mp_free(&m);
@@ -1027,7 +957,7 @@ TEST(failing_write_decommit_keeps_data)
 	OK(vmo_create_pager(p, 8 * PG, &ops_rw, &m, 0, &o));
 	OK(vmo_write(o, 4 * PG, "data", 4));
 	CHECK_ERR(vmo_decommit(o, 0, 8 * PG), -EIO);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.dirty_pages, 1);
 	CHECK_EQ(s.resident_pages, 1);
 	char b[4];
@@ -1035,7 +965,7 @@ TEST(failing_write_decommit_keeps_data)
 	CHECK_MEM(b, "data", 4);
 	m.write_fail = 0;
 	OK(vmo_decommit(o, 0, 8 * PG));
-	CHECK_EQ(ostats(o).resident_pages, 0);
+	CHECK_EQ(ostat(o).resident_pages, 0);
 	CHECK_MEM(m.store + 4 * PG, "data", 4);
 	vmo_unref(o);
 	vmo_pool_destroy(p);
@@ -1053,7 +983,7 @@ TEST(decommit_writes_back_then_refetches)
 	CHECK_EQ(m.reads[2], 1);
 	OK(vmo_decommit(o, 0, 8 * PG));
 	CHECK_EQ(written_mask(&m), 1ull << 2);
-	vmo_stats_t s = ostats(o);
+	vmo_stats_t s = ostat(o);
 	CHECK_EQ(s.resident_pages, 0);
 	CHECK_EQ(s.decommitted_pages, 1);
 	char b[7];
@@ -1076,9 +1006,9 @@ TEST(writeback_error_at_release_counted)
 	OK(vmo_write(o, 0, "x", 1));
 	vmo_unref(o);
 	CHECK_EQ(m.write_fails, 1);
-	CHECK_EQ(pstats(p).writeback_errors, 1);
-	CHECK_EQ(pstats(p).objects, 0);
-	CHECK_EQ(pstats(p).dirty_pages, 0);
+	CHECK_EQ(pstat(p).writeback_errors, 1);
+	CHECK_EQ(pstat(p).objects, 0);
+	CHECK_EQ(pstat(p).dirty_pages, 0);
 	CHECK_EQ(m.release_calls, 1);
 	vmo_pool_destroy(p);
 	mp_free(&m);
@@ -1115,7 +1045,7 @@ TEST(release_once_after_final_writeback_unmap)
 	CHECK_MEM(m.store + 4 * PG, "four", 4);
 	serial_fini(&ser);
 	CHECK_EQ(m.release_calls, 1);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	mp_free(&m);
 }
@@ -1165,7 +1095,7 @@ TEST(release_once_each_when_space_destroy_drops_several_mappings)
 		((unsigned char *)a)[(size_t)(i % 4) * PG] = (unsigned char)(0xA0 + i);
 		vmo_unref(o); /* the mapping holds the last reference */
 	}
-	CHECK_EQ(pstats(p).objects, N);
+	CHECK_EQ(pstat(p).objects, N);
 	vmo_space_destroy(sp);
 	for (int i = 0; i < N; i++) {
 		if (m[i].release_calls != 1)
@@ -1174,7 +1104,7 @@ TEST(release_once_each_when_space_destroy_drops_several_mappings)
 		CHECK_EQ(written_mask(&m[i]), 1ull << (i % 4));
 		CHECK_EQ(m[i].store[(size_t)(i % 4) * PG], 0xA0 + i);
 	}
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	for (int i = 0; i < N; i++)
 		mp_free(&m[i]);
@@ -1252,7 +1182,7 @@ TEST(release_once_read_only_pager)
 	CHECK_EQ(m.release_calls, 0);
 	vmo_unref(o);
 	CHECK_EQ(m.release_calls, 1);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	mp_free(&m);
 }
@@ -1268,7 +1198,7 @@ TEST(release_may_be_null)
 	OK(vmo_write(o, PG, "n", 1));
 	vmo_unref(o);
 	CHECK_EQ(written_mask(&m), 1ull << 1);
-	CHECK_EQ(pstats(p).objects, 0);
+	CHECK_EQ(pstat(p).objects, 0);
 	vmo_pool_destroy(p);
 	mp_free(&m);
 }

@@ -126,6 +126,49 @@ static inline vmo_pool_stats_t pstat(vmo_pool_t *pool)
 	return st;
 }
 
+/*
+ * A space with one handler thread and a barrier mapping.  drain() takes a
+ * fault on a fresh barrier page: when it returns, the single handler has
+ * finished every fault it read before, including dropping its own object
+ * references.  Keeps the tests that use it independent of when a handler
+ * lets go of an object relative to waking the faulting thread;
+ * shared_writeback_done_when_unmap_and_unref_return tests that on its own.
+ */
+struct serial {
+	vmo_space_t *sp;
+	vmo_t *bar;
+	volatile unsigned char *bar_map;
+	int next;
+};
+
+static inline void serial_init(struct serial *s, vmo_pool_t *p)
+{
+	vmo_space_options_t o;
+	memset(&o, 0, sizeof o);
+	o.size = sizeof o;
+	o.handler_threads = 1;
+	OK(vmo_space_create(p, &o, &s->sp));
+	OK(vmo_create(p, 64 * PG, 0, &s->bar));
+	void *a = NULL;
+	OK(vmo_map(s->sp, s->bar, 0, 64 * PG, PROT_READ, 0, &a));
+	OK(vmo_advise(s->sp, a, 64 * PG, VMO_ADV_RANDOM));
+	s->bar_map = a;
+	s->next = 0;
+}
+
+static inline void drain(struct serial *s)
+{
+	CHECK(s->next < 64);
+	(void)s->bar_map[(size_t)s->next++ * PG];
+}
+
+static inline void serial_fini(struct serial *s)
+{
+	OK(vmo_unmap(s->sp, (void *)s->bar_map, 64 * PG));
+	vmo_space_destroy(s->sp);
+	vmo_unref(s->bar);
+}
+
 /* Deterministic content: byte i of "file" seed s. */
 static inline uint8_t pattern_byte(uint64_t seed, uint64_t i)
 {
