@@ -143,7 +143,7 @@ static void uffd_wake(int uffd, uintptr_t addr, uint64_t len)
  */
 enum inst { INST_COPY, INST_ZERO, INST_CONT };
 static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
-			const void *src, bool wp, bool dontwake, int *err)
+			const void *src, bool wp, int *err)
 {
 	uint64_t done = 0;
 	*err = 0;
@@ -155,23 +155,20 @@ static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
 				.dst = addr + done,
 				.src = (uintptr_t)src + done,
 				.len = len - done,
-				.mode = (wp ? UFFDIO_COPY_MODE_WP : 0) |
-					(dontwake ? UFFDIO_COPY_MODE_DONTWAKE : 0),
+				.mode = wp ? UFFDIO_COPY_MODE_WP : 0,
 			};
 			r = ioctl(uffd, UFFDIO_COPY, &c);
 			n = c.copy;
 		} else if (how == INST_ZERO) {
 			struct uffdio_zeropage z = {
 				.range = {addr + done, len - done},
-				.mode = dontwake ? UFFDIO_ZEROPAGE_MODE_DONTWAKE : 0,
 			};
 			r = ioctl(uffd, UFFDIO_ZEROPAGE, &z);
 			n = z.zeropage;
 		} else {
 			struct uffdio_continue c = {
 				.range = {addr + done, len - done},
-				.mode = (wp ? UFFDIO_CONTINUE_MODE_WP : 0) |
-					(dontwake ? UFFDIO_CONTINUE_MODE_DONTWAKE : 0),
+				.mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0,
 			};
 			r = ioctl(uffd, UFFDIO_CONTINUE, &c);
 			n = c.mapped;
@@ -242,11 +239,12 @@ static uint64_t revalidate(vmo_space_t *s, struct target *t, uint64_t pg,
  * works in sub-runs of VMO__FILL_SUB pages so that the bounce buffer stays
  * in cache between the pager's write and UFFDIO_COPY's read of it (a 2 MiB
  * buffer does not, and costs ~40 % more per page).  Each sub-run is marked
- * RESIDENT as soon as it is installed; the sub-run that holds the faulting
- * address is installed without waking and marked first, so that when the
- * faulting thread resumes the object already counts its page.  Pages that
- * cannot be installed (the mapping changed) are stored into the memfd, so
- * a fill is never wasted.  Returns pages settled (>= 1) or a negative errno.
+ * RESIDENT as soon as it is installed.  The counters a faulting thread may
+ * look at when it resumes (resident pages: at claim; pages filled: before
+ * the install) are already up to date then, at no extra system call.
+ * Pages that cannot be installed (the mapping changed) are stored into the
+ * memfd, so a fill is never wasted.  Returns pages settled (>= 1) or a
+ * negative errno.
  */
 static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			uint64_t k, bool fault, void *buf,
@@ -257,7 +255,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	bool zero = vmo__obj_zero_fill(o);
 	uint64_t sub = zero ? k : VMO__FILL_SUB;
 	uint64_t done = 0, mapped = 0;
-	bool gone = false, woken = !fault;
+	bool gone = false;
 	int fail = 0;
 
 	while (done < k) {
@@ -272,12 +270,16 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			}
 			OWNER_ADD(&st->pager_bytes, n * PS);
 		}
+		/* counted before the install wakes the faulting thread, so
+		 * that it finds its page counted (the claim counted it as
+		 * resident already) */
+		vmo__obj_count_filled(o, (int64_t)n);
 		int err = 0;
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = gone ? 0 : revalidate(s, t, pg + done, n);
 		if (cover)
 			got = install(fd, zero ? INST_ZERO : INST_COPY, a,
-				      cover * PS, buf, t->wp, !woken, &err) / PS;
+				      cover * PS, buf, t->wp, &err) / PS;
 		pthread_rwlock_unlock(&s->lock);
 		if (!cover)
 			gone = true;
@@ -297,6 +299,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			if (r) {
 				ok = got;
 				fail = r;
+				vmo__obj_count_filled(o, -(int64_t)(n - got));
 			}
 		}
 		/* installed pages are protected in t->m already (and may be
@@ -308,14 +311,12 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		if (ok > got)
 			vmo__obj_fill_done(o, pg + done + got, ok - got, true,
 					   NULL);
+		if (fault && done == 0 && got == 0 && ok)
+			/* the fault page was stored, not mapped: the thread
+			 * retries and takes a MINOR fault (or SIGSEGV if the
+			 * mapping went away) */
+			uffd_wake(fd, a, PS);
 		done += ok;
-		if (!woken) {
-			/* got == 0: stored, not mapped; the thread retries and
-			 * takes a MINOR fault (or SIGSEGV if unmapped) */
-			if (done)
-				uffd_wake(fd, t->base + pg * PS, PS);
-			woken = done > 0;
-		}
 		if (fail)
 			break;
 	}
@@ -383,8 +384,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		uint64_t a = 0;
 		while (cover && a < cover) {
 			got = install(fd, INST_CONT, faddr + a * PS,
-				      (cover - a) * PS, NULL, t->wp, false,
-				      &err) / PS;
+				      (cover - a) * PS, NULL, t->wp, &err) / PS;
 			OWNER_ADD(&st->mapped, got);
 			a += got;
 			if (!err)

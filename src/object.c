@@ -50,6 +50,14 @@
 /* Runs filled or written back at once by explicit calls. */
 #define RUN_PAGES 512u
 
+/* For the counters a claimed (FILLING) page is resident already: its
+ * frame is being committed, and counting it at claim time means a thread
+ * whose fault was just resolved finds its page counted. */
+static inline bool counts_resident(uint8_t b)
+{
+	return PG_STATE(b) != PG_ABSENT;
+}
+
 static inline bool st_resident(uint8_t b)
 {
 	uint8_t s = PG_STATE(b);
@@ -62,7 +70,7 @@ static int pg_set(vmo_t *o, uint64_t pg, uint8_t old, uint8_t nv)
 	int r = vmo__pt_set(&o->pt, pg, nv);
 	if (r)
 		return r;
-	int dres = (int)st_resident(nv) - (int)st_resident(old);
+	int dres = (int)counts_resident(nv) - (int)counts_resident(old);
 	int ddirty = (int)!!(nv & PG_DIRTY) - (int)!!(old & PG_DIRTY);
 	if (dres) {
 		o->nresident += (uint64_t)(int64_t)dres;
@@ -383,8 +391,11 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
 	}
 	wake_waiters(o);
 	pthread_mutex_unlock(&o->lock);
-	if (ok)
-		ATOMIC_ADD(&o->st_filled, k);
+}
+
+void vmo__obj_count_filled(vmo_t *o, int64_t k)
+{
+	ATOMIC_ADD(&o->st_filled, (uint64_t)k);
 }
 
 int vmo__memfd_store(vmo_t *o, uint64_t pg, uint64_t k, const void *buf)
@@ -422,6 +433,8 @@ static int ensure_resident(vmo_t *o, uint64_t pg, uint64_t end)
 			return cls;
 		if (cls == VMO__RUN_FILL) {
 			int r = fill_run_memfd(o, pg, k);
+			if (r == 0)
+				vmo__obj_count_filled(o, (int64_t)k);
 			vmo__obj_fill_done(o, pg, k, r == 0, NULL);
 			if (r)
 				return r == -ENOMEM ? r : -EIO;

@@ -188,6 +188,8 @@ static inline bool vmo__obj_stale(const vmo_t *o)
 enum { VMO__RUN_FILL = 1, VMO__RUN_RESIDENT = 2, VMO__RUN_BUSY = 3 };
 VMO__HIDDEN int vmo__obj_claim(vmo_t *obj, uint64_t pg, uint64_t n,
 			       uint64_t *k, bool *waited);
+/* Count k pages filled by the pager (negative: take back a count). */
+VMO__HIDDEN void vmo__obj_count_filled(vmo_t *obj, int64_t k);
 /* Is page pg being filled right now? */
 VMO__HIDDEN bool vmo__obj_filling(vmo_t *obj, uint64_t pg);
 /* FILLING -> RESIDENT (ok) or ABSENT (failed), wake waiters.  New pages
