@@ -677,7 +677,8 @@ void vmo__obj_harvest_pages(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 	pthread_mutex_unlock(&o->lock);
 }
 
-void vmo__obj_mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
+/* Mark every page the object holds in [pg, end) dirty.  obj->lock held. */
+static void mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
 {
 	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
@@ -705,7 +706,7 @@ static void harvest_range(vmo_t *o, uint64_t pg, uint64_t end)
 	}
 	if (o->wmapped) {
 		/* no write log: every resident page may have been written */
-		vmo__obj_mark_dirty_locked(o, pg, end);
+		mark_dirty_locked(o, pg, end);
 		if (!any_writable && pg == 0 && end == o->npages)
 			o->wmapped = false;
 	}

@@ -230,9 +230,6 @@ VMO__HIDDEN void vmo__obj_harvest_locked(vmo_t *obj, struct vmo__mapping *m,
  * kernel zapped a written entry), and installing one would erase it. */
 VMO__HIDDEN void vmo__obj_harvest_pages(vmo_t *obj, struct vmo__mapping *m,
 					uint64_t pg, uint64_t n);
-/* Mark every resident page of [pg, end) dirty (obj->lock held). */
-VMO__HIDDEN void vmo__obj_mark_dirty_locked(vmo_t *obj, uint64_t pg,
-					    uint64_t end);
 
 /* ----------------------------------------------------------------- space */
 
