@@ -64,7 +64,6 @@ void vmo__pt_destroy(struct vmo__ptable *pt)
 {
 	free_rec(pt->root, pt->height);
 	pt->root = NULL;
-	pt->nleaves = pt->nnodes = 0;
 }
 
 uint8_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg)
@@ -92,7 +91,6 @@ int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
 			if (!n)
 				return -ENOMEM;
 			*pp = n;
-			pt->nnodes++;
 			if (l < pt->height)
 				((struct pt_node *)*path[l + 1])->nused++;
 		}
@@ -107,7 +105,6 @@ int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
 		if (!lf)
 			return -ENOMEM;
 		*pp = lf;
-		pt->nleaves++;
 		if (pt->height > 0)
 			((struct pt_node *)*path[1])->nused++;
 	}
@@ -123,14 +120,12 @@ int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
 	/* free the empty leaf and any interior node it leaves empty */
 	free(lf);
 	*path[0] = NULL;
-	pt->nleaves--;
 	for (unsigned l = 1; l <= pt->height; l++) {
 		struct pt_node *n = *path[l];
 		if (--n->nused)
 			break;
 		free(n);
 		*path[l] = NULL;
-		pt->nnodes--;
 	}
 	return 0;
 }

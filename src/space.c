@@ -114,7 +114,6 @@ static int uffd_setup(vmo_space_t *s, bool user_only, unsigned n)
 		s->features = api.features;
 	}
 	s->wp_async = wp_async;
-	s->wp = wp_async;
 	s->poison = (s->features & UFFD_FEATURE_POISON) != 0;
 	return 0;
 }

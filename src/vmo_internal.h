@@ -94,8 +94,6 @@ enum {
 struct vmo__ptable {
 	void *root;        /* leaf if height == 0, else interior node */
 	unsigned height;   /* interior levels above the leaves (c) */
-	uint64_t nleaves;  /* allocated leaves */
-	uint64_t nnodes;   /* allocated interior nodes */
 };
 
 VMO__HIDDEN void vmo__pt_init(struct vmo__ptable *pt, uint64_t npages);
@@ -289,7 +287,6 @@ struct vmo_space {
 	unsigned nuffd;        /* (c) == nthreads */
 	uint64_t features;     /* (c) UFFD_FEATURE_* granted */
 	bool wp_async;         /* (c) WP_ASYNC + PAGEMAP_SCAN usable */
-	bool wp;               /* (c) write-protect on shmem usable */
 	bool poison;           /* (c) UFFDIO_POISON usable */
 	int kernel_faults;     /* (c) 0 or VMO_EUSERMODE */
 	uint64_t max_cluster_pages; /* (c) */
