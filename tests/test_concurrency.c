@@ -73,26 +73,6 @@ static void run_threads(size_t n, thread_fn fn, void *args, size_t argsz)
 		CHECK_EQ(pthread_join(th[i], NULL), 0);
 }
 
-struct env {
-	vmo_pool_t *pool;
-	vmo_space_t *sp;
-};
-
-static struct env env_new(unsigned threads)
-{
-	struct env e;
-	OK(vmo_pool_create(NULL, &e.pool));
-	vmo_space_options_t so = {.size = sizeof so, .handler_threads = threads};
-	OK(vmo_space_create(e.pool, &so, &e.sp));
-	return e;
-}
-
-static void env_free(struct env *e)
-{
-	vmo_space_destroy(e->sp);
-	vmo_pool_destroy(e->pool);
-}
-
 /* ============================================ same pages, many threads */
 
 struct same_arg {

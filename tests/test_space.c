@@ -134,26 +134,6 @@ static void check_marks(const unsigned char *p, size_t pg)
 	CHECK_EQ(p[PG - 1], mark(pg, PG - 1));
 }
 
-struct env {
-	vmo_pool_t *pool;
-	vmo_space_t *sp;
-};
-
-static struct env env_new(unsigned threads)
-{
-	struct env e;
-	OK(vmo_pool_create(NULL, &e.pool));
-	vmo_space_options_t so = {.size = sizeof so, .handler_threads = threads};
-	OK(vmo_space_create(e.pool, &so, &e.sp));
-	return e;
-}
-
-static void env_free(struct env *e)
-{
-	vmo_space_destroy(e->sp);
-	vmo_pool_destroy(e->pool);
-}
-
 static long online_cpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);

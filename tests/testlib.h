@@ -98,6 +98,27 @@ static int test_count;
 
 #define PG ((size_t)VMO_PAGE_SIZE)
 
+/* A pool and a space with `threads` handlers (0: default). */
+struct env {
+	vmo_pool_t *pool;
+	vmo_space_t *sp;
+};
+
+static inline struct env env_new(unsigned threads)
+{
+	struct env e;
+	OK(vmo_pool_create(NULL, &e.pool));
+	vmo_space_options_t so = {.size = sizeof so, .handler_threads = threads};
+	OK(vmo_space_create(e.pool, &so, &e.sp));
+	return e;
+}
+
+static inline void env_free(struct env *e)
+{
+	vmo_space_destroy(e->sp);
+	vmo_pool_destroy(e->pool);
+}
+
 /* Current statistics, or fail the test. */
 static inline vmo_space_stats_t sstat(vmo_space_t *sp)
 {
