@@ -434,16 +434,22 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	return true;
 }
 
-/* Unpin.  Under drain_lock: once busy is 0 the unmapper may free m, so
- * nothing here may touch m after the unlock. */
+/*
+ * Unpin, without a lock on the fault path: `dead` is read before the
+ * decrement, and nothing of m is touched after it (the unmapper may free m
+ * as soon as busy is 0).  A removal that slips in between the read and the
+ * decrement is not signalled; the unmapper's wait re-checks busy on a short
+ * timeout for exactly that case (release_removed in space.c).
+ */
 static void target_put(vmo_space_t *s, struct target *t)
 {
 	struct vmo__mapping *m = t->m;
-	pthread_mutex_lock(&s->drain_lock);
-	if (__atomic_sub_fetch(&m->busy, 1, __ATOMIC_RELAXED) == 0 &&
-	    __atomic_load_n(&m->dead, __ATOMIC_RELAXED))
+	int dead = __atomic_load_n(&m->dead, __ATOMIC_SEQ_CST);
+	if (__atomic_sub_fetch(&m->busy, 1, __ATOMIC_SEQ_CST) == 0 && dead) {
+		pthread_mutex_lock(&s->drain_lock);
 		pthread_cond_broadcast(&s->drain_cv);
-	pthread_mutex_unlock(&s->drain_lock);
+		pthread_mutex_unlock(&s->drain_lock);
+	}
 }
 
 /*

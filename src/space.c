@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_HANDLERS VMO__MAX_HANDLERS
@@ -607,9 +608,7 @@ static void remove_range(vmo_space_t *s, uintptr_t a, uint64_t len,
 		struct vmo__mapping *m = s->maps[i];
 		vmo__obj_del_mapping(m->obj, m);
 		array_remove(s, i);
-		pthread_mutex_lock(&s->drain_lock);
-		__atomic_store_n(&m->dead, 1, __ATOMIC_RELAXED);
-		pthread_mutex_unlock(&s->drain_lock);
+		__atomic_store_n(&m->dead, 1, __ATOMIC_SEQ_CST);
 		gone[(*ngone)++] = m;
 	}
 	/* Atomically replace the views so the memfd is never mapped
@@ -629,9 +628,21 @@ static void release_removed(vmo_space_t *s, struct vmo__mapping **gone,
 {
 	for (size_t i = 0; i < n; i++) {
 		struct vmo__mapping *m = gone[i];
+		/* target_put signals when it drops the last pin of a dead
+		 * mapping, except when the removal raced its read of `dead`:
+		 * re-check every millisecond for that case */
 		pthread_mutex_lock(&s->drain_lock);
-		while (__atomic_load_n(&m->busy, __ATOMIC_RELAXED))
-			pthread_cond_wait(&s->drain_cv, &s->drain_lock);
+		while (__atomic_load_n(&m->busy, __ATOMIC_SEQ_CST)) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&s->drain_cv, &s->drain_lock,
+					       &ts);
+		}
 		pthread_mutex_unlock(&s->drain_lock);
 		vmo_t *o = m->obj;
 		free(m);
