@@ -80,13 +80,47 @@ VMO_API const char *vmo_strerror(int err);
 typedef struct vmo_pool_options {
 	size_t size;    /* sizeof(vmo_pool_options_t): lets the struct grow */
 	unsigned flags; /* must be 0 */
+	/* Frame budget: the most memory the frames of the pool's objects
+	 * (and, later, the pre-images kept for their clones) may take, in
+	 * bytes, a multiple of VMO_PAGE_SIZE.  0 = unlimited (no eviction).
+	 * With a budget the pool evicts: clean pages are dropped and
+	 * refetched from their pager; dirty pages of write-back objects are
+	 * written back first; pages of anonymous and VMO_FILE_PRIVATE
+	 * objects go to swap.  A page whose only copy is in memory is never
+	 * dropped: without swap (or with swap full) such pages stay and the
+	 * pool runs over budget, counted in vmo_pool_stats_t. */
+	uint64_t budget_bytes;
+	/* Swap file for anonymous and VMO_FILE_PRIVATE pages: created (mode
+	 * 0600) if absent, and then removed when the pool goes away; an
+	 * existing file is used from offset 0 and its blocks are released
+	 * (hole punched) at the end.  NULL = no swap. */
+	const char *swap_path;
+	uint64_t swap_bytes; /* swap capacity, a multiple of VMO_PAGE_SIZE;
+				required (> 0) with swap_path.  The file is
+				sparse: only slots in use take disk space */
+	/* Reclaim watermarks in bytes, 0 = default.  A reclaimer thread
+	 * starts evicting when resident frames exceed high_watermark_bytes
+	 * and stops below low_watermark_bytes, in batches, off the fault
+	 * path; only a fill that would exceed the budget itself reclaims
+	 * synchronously.  Defaults: high = budget - budget/64, low = budget -
+	 * budget/32 (at least one page apart while the budget allows).
+	 * Need low <= high <= budget. */
+	uint64_t low_watermark_bytes;
+	uint64_t high_watermark_bytes;
 } vmo_pool_options_t;
 
 /*
- * Create a pool.  opts may be NULL for defaults.
+ * Create a pool.  opts may be NULL for defaults (no budget, no swap).
  * Errors: -EINVAL  opts->size is 0 or larger than this library knows with
- *                  non-zero unknown tail bytes, or opts->flags is not 0;
- *         -ENOMEM  out of memory.
+ *                  non-zero unknown tail bytes, opts->flags is not 0, a
+ *                  byte count not page aligned, swap_bytes == 0 with a
+ *                  swap_path (or swap_bytes without one), watermarks out
+ *                  of order or set without a budget;
+ *         -EFBIG   swap_bytes above 2^44 (2^32 slots);
+ *         -EACCES / -ENOENT / -EISDIR / -EROFS / -ENOSPC ...  the swap
+ *                  file cannot be opened, created or sized (errno of
+ *                  open / ftruncate);
+ *         -ENOMEM, -EAGAIN  out of memory, or no thread for reclaim.
  */
 VMO_API int vmo_pool_create(const vmo_pool_options_t *opts, vmo_pool_t **out);
 
@@ -102,7 +136,34 @@ typedef struct vmo_pool_stats {
 	uint64_t objects;          /* live objects */
 	uint64_t resident_pages;   /* frames held by the pool's objects */
 	uint64_t dirty_pages;      /* pages known dirty (see vmo_stats_t) */
-	uint64_t writeback_errors; /* failed write-backs, incl. at release */
+	uint64_t writeback_errors; /* failed write-backs, incl. at release
+				      and at eviction */
+	/* New fields go here, at the end, so older callers keep working. */
+	uint64_t budget_pages;     /* 0 = unlimited */
+	uint64_t swapped_pages;    /* pages whose content is only in swap */
+	uint64_t swap_slots;       /* swap capacity in pages */
+	uint64_t swap_slots_used;  /* slots holding a page (swapped, or a
+				      clean copy of a resident page) */
+	uint64_t pages_filled;     /* pages made resident from a pager,
+				      swap or zeros: the pool's misses */
+	uint64_t evictions;        /* pages evicted (frames released) */
+	uint64_t writebacks;       /* dirty pages written back to their
+				      pager by eviction */
+	uint64_t swap_outs;        /* pages written to swap */
+	uint64_t swap_ins;         /* pages read back from swap */
+	uint64_t refaults;         /* fills of pages evicted earlier */
+	uint64_t over_budget_events; /* times a fill left the pool above its
+				      budget because nothing could be
+				      evicted (all busy, locked, or only
+				      copies with swap missing or full) */
+	uint64_t swap_full_events; /* dirty pages kept because swap was
+				      full or missing */
+	uint64_t ref_clears;       /* referenced pages given a second
+				      chance (their entries zapped to
+				      sample the next reference) */
+	uint64_t reclaim_runs;     /* reclaim batches (thread or direct) */
+	uint64_t direct_reclaims;  /* batches run by a filling thread
+				      because the budget itself was hit */
 } vmo_pool_stats_t;
 #define VMO_POOL_STATS_VERSION 1
 
@@ -191,7 +252,8 @@ VMO_API uint64_t vmo_size(const vmo_t *obj);
  * pager first (vmo_write skips the fill for pages it overwrites whole).
  * Errors: -EINVAL  buf NULL with len > 0;
  *         -ERANGE  [offset, offset+len) not inside the object;
- *         -EIO     the pager failed to fill a page (nothing copied from that
+ *         -EIO     the pager (or the pool's swap file) failed to fill a
+ *                  page (nothing copied from that
  *                  page on; for vmo_write nothing was written);
  *         -EACCES  vmo_write on an object whose pager cannot write back
  *                  (a file opened read-only, a pager without write);
@@ -211,11 +273,14 @@ VMO_API int vmo_write(vmo_t *obj, uint64_t offset, const void *buf,
  *   write through a mapping that races with vmo_decommit of the same
  *   range may be discarded with it, as with any release of data.
  * vmo_sync: write dirty pages of the range back to the pager (file or
- *   write callback); no-op for objects without write-back.
+ *   write callback); no-op for objects without write-back.  If eviction
+ *   failed to write a page of the object back since the previous
+ *   vmo_sync (the page was kept, dirty and resident), this vmo_sync
+ *   returns -EIO even when its own writes succeed.
  * Errors (all three): -EINVAL misaligned offset/len or len 0;
  *         -ERANGE range outside the object;
- *         -EIO    pager read (commit) or write-back (sync, decommit) failed:
- *                 failed pages stay dirty and resident;
+ *         -EIO    pager or swap read (commit) or write-back (sync,
+ *                 decommit) failed: failed pages stay dirty and resident;
  *         -ENOMEM; -ECHILD.
  */
 VMO_API int vmo_commit(vmo_t *obj, uint64_t offset, uint64_t len);
@@ -238,6 +303,8 @@ typedef struct vmo_stats {
 	uint64_t pager_write_bytes;
 	uint64_t pager_errors;  /* failed reads + failed writes */
 	uint64_t decommitted_pages;
+	/* New fields go here, at the end, so older callers keep working. */
+	uint64_t swapped_pages; /* pages whose content is only in swap */
 } vmo_stats_t;
 #define VMO_STATS_VERSION 1
 
@@ -287,6 +354,10 @@ VMO_API void vmo_space_destroy(vmo_space_t *space);
 #define VMO_MAP_FIXED 0x1u    /* map exactly at *addr, replacing what is
 				 there (like MAP_FIXED) */
 #define VMO_MAP_POPULATE 0x2u /* fill and map the whole range now */
+#define VMO_MAP_LOCKED 0x4u   /* never evict pages of the mapped range while
+				 this mapping exists (they still count in the
+				 budget; add VMO_MAP_POPULATE to bring them
+				 in now) */
 
 /*
  * Map [offset, offset+len) of obj with prot (PROT_READ, optionally
@@ -332,7 +403,8 @@ VMO_API int vmo_protect(vmo_space_t *space, void *addr, size_t len, int prot);
 #define VMO_ADV_WILLNEED 3   /* fill and map the range now */
 #define VMO_ADV_DONTNEED 4   /* drop the range's page-table entries; the
 				data stays in the object and the next touch
-				maps it again */
+				maps it again.  In a pool with a budget the
+				range's pages become the next to evict */
 
 /*
  * Errors: -EINVAL misaligned, len 0, unknown advice;

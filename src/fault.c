@@ -69,6 +69,12 @@
 
 #define MSG_BATCH 16
 
+/* Source of zero fills that must be installed write-protected (UFFDIO_
+ * ZEROPAGE has no WP mode).  Never written, so it stays the shared zero
+ * page and reading it costs no memory. */
+char vmo__zeros[VMO__FILL_SUB * VMO_PAGE_SIZE]
+	__attribute__((aligned(VMO_PAGE_SIZE)));
+
 /* ---------------------------------------------------------- fault-around */
 
 /*
@@ -247,13 +253,16 @@ static uint64_t revalidate(vmo_space_t *s, struct target *t, uint64_t pg,
  * negative errno.
  */
 static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
-			uint64_t k, bool fault, void *buf,
+			uint64_t k, bool fault, bool swapin, void *buf,
 			struct vmo__hstats *st)
 {
 	vmo_t *o = t->obj;
 	int fd = t_uffd(s, t, t->base + pg * PS, NULL); /* one stripe */
-	bool zero = vmo__obj_zero_fill(o);
-	uint64_t sub = zero ? k : VMO__FILL_SUB;
+	bool zero = vmo__obj_zero_fill(o) && !swapin;
+	/* a tracked mapping needs its zero pages write-protected: copy
+	 * them from the zero buffer instead (ZEROPAGE has no WP mode) */
+	bool zcopy = zero && t->wp;
+	uint64_t sub = zero && !zcopy ? k : VMO__FILL_SUB;
 	uint64_t done = 0, mapped = 0;
 	bool gone = false;
 	int fail = 0;
@@ -261,7 +270,12 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	while (done < k) {
 		uint64_t n = MIN(k - done, sub), got = 0, ok = n;
 		uintptr_t a = t->base + (pg + done) * PS;
-		if (!zero) {
+		if (swapin) {
+			if (vmo__obj_swap_read(o, pg + done, n, buf)) {
+				fail = -EIO;
+				break;
+			}
+		} else if (!zero) {
 			int r = vmo__pager_read(o, pg + done, n, buf);
 			OWNER_ADD(&st->pager_calls, 1);
 			if (r) {
@@ -278,8 +292,9 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = gone ? 0 : revalidate(s, t, pg + done, n);
 		if (cover)
-			got = install(fd, zero ? INST_ZERO : INST_COPY, a,
-				      cover * PS, buf, t->wp, &err) / PS;
+			got = install(fd, zero && !zcopy ? INST_ZERO : INST_COPY,
+				      a, cover * PS, zcopy ? vmo__zeros : buf,
+				      t->wp, &err) / PS;
 		pthread_rwlock_unlock(&s->lock);
 		if (!cover)
 			gone = true;
@@ -373,14 +388,32 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			return 0;
 		int err = 0;
 		uint64_t got = 0;
-		if (cls == VMO__RUN_FILL)
-			return fill_run(s, t, pg, k, fault, buf, st);
-		/* resident run: map it (after harvesting what the empty
-		 * entries may stand for, see vmo__obj_harvest_pages) */
-		if (t->wp)
-			vmo__obj_harvest_pages(o, t->m, pg, k);
+		if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN)
+			return fill_run(s, t, pg, k, fault,
+					cls == VMO__RUN_SWAPIN, buf, st);
+		/* Resident run: map it, under obj->lock so that no evictor
+		 * can take a page between our look and the install (an
+		 * entry it did not zap could be written after it saved the
+		 * page).  Harvest first what the empty entries may stand
+		 * for (see vmo__obj_harvest_pages). */
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = revalidate(s, t, pg, k);
+		if (cover) {
+			pthread_mutex_lock(&o->lock);
+			uint64_t c = 0;
+			while (c < cover &&
+			       vmo__pg_mappable(vmo__pt_get(&o->pt, pg + c)))
+				c++;
+			if (c && t->wp)
+				vmo__obj_harvest_pages_locked(o, t->m, pg, c);
+			if (!c) {
+				/* evicted or decommitted meanwhile */
+				pthread_mutex_unlock(&o->lock);
+				pthread_rwlock_unlock(&s->lock);
+				continue;
+			}
+			cover = c;
+		}
 		uint64_t a = 0;
 		while (cover && a < cover) {
 			got = install(fd, INST_CONT, faddr + a * PS,
@@ -398,6 +431,8 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			}
 			break; /* EFAULT: punched meanwhile; others: give up */
 		}
+		if (cover)
+			pthread_mutex_unlock(&o->lock);
 		pthread_rwlock_unlock(&s->lock);
 		if (!cover)
 			return -ENOENT;

@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* Explicit calls work in chunks of this many bytes of scratch buffer. */
@@ -55,23 +56,43 @@
  * whose fault was just resolved finds its page counted. */
 static inline bool counts_resident(uint8_t b)
 {
-	return PG_STATE(b) != PG_ABSENT;
+	uint8_t s = PG_STATE(b);
+	return s != PG_ABSENT && s != PG_SWAPPED;
 }
 
 static inline bool st_resident(uint8_t b)
 {
-	uint8_t s = PG_STATE(b);
-	return s == PG_RESIDENT || s == PG_WRITEBACK;
+	return vmo__pg_mappable(b);
 }
 
-/* Set the state byte of pg and keep counters in step.  obj->lock held. */
+/* Is the content of page b in the memfd and stable under obj->lock? */
+static inline bool readable(uint8_t b)
+{
+	uint8_t s = PG_STATE(b);
+	return s == PG_RESIDENT || s == PG_WRITEBACK || s == PG_EVICTING;
+}
+
+/*
+ * Set the state byte of pg and keep counters in step.  obj->lock held.
+ * Swap slots follow the byte: a page that is dirtied, or leaves the SLOT
+ * flag behind, gives its slot back here and nowhere else.
+ */
 static int pg_set(vmo_t *o, uint64_t pg, uint8_t old, uint8_t nv)
 {
+	if ((nv & PG_SLOT) && (nv & PG_DIRTY))
+		nv &= (uint8_t)~PG_SLOT; /* the slot's copy is stale now */
+	uint32_t slot = (old & PG_SLOT) && !(nv & PG_SLOT)
+				? vmo__pt_slot(&o->pt, pg)
+				: 0;
 	int r = vmo__pt_set(&o->pt, pg, nv);
 	if (r)
 		return r;
+	if ((old & PG_SLOT) && !(nv & PG_SLOT))
+		vmo__swap_free(o->pool->swap, slot);
 	int dres = (int)counts_resident(nv) - (int)counts_resident(old);
 	int ddirty = (int)!!(nv & PG_DIRTY) - (int)!!(old & PG_DIRTY);
+	int dsw = (int)(PG_STATE(nv) == PG_SWAPPED) -
+		  (int)(PG_STATE(old) == PG_SWAPPED);
 	if (dres) {
 		o->nresident += (uint64_t)(int64_t)dres;
 		ATOMIC_ADD(&o->pool->resident_pages, (uint64_t)(int64_t)dres);
@@ -79,6 +100,10 @@ static int pg_set(vmo_t *o, uint64_t pg, uint8_t old, uint8_t nv)
 	if (ddirty) {
 		o->ndirty += (uint64_t)(int64_t)ddirty;
 		ATOMIC_ADD(&o->pool->dirty_pages, (uint64_t)(int64_t)ddirty);
+	}
+	if (dsw) {
+		o->nswapped += (uint64_t)(int64_t)dsw;
+		ATOMIC_ADD(&o->pool->swapped_pages, (uint64_t)(int64_t)dsw);
 	}
 	return 0;
 }
@@ -136,6 +161,10 @@ static void obj_publish(vmo_t *o)
 {
 	vmo__pool_get(o->pool);
 	ATOMIC_INC(&o->pool->objects);
+	/* Eviction must know which pages differ from their backing copy:
+	 * write-back objects always, writable ones once there is a budget. */
+	o->track = o->writeback || (o->pool->budget && o->writable);
+	vmo__pool_link(o->pool, o);
 }
 
 int vmo_create(vmo_pool_t *pool, uint64_t size, unsigned flags, vmo_t **out)
@@ -231,15 +260,29 @@ int vmo_create_pager(vmo_pool_t *pool, uint64_t size,
 
 static int sync_range(vmo_t *o, uint64_t pg, uint64_t end);
 
+static void release_slots(vmo_t *o)
+{
+	if (!o->pool->swap)
+		return;
+	for (uint64_t p = vmo__pt_next_used(&o->pt, 0, o->npages);
+	     p < o->npages; p = vmo__pt_next_used(&o->pt, p + 1, o->npages))
+		if (vmo__pt_get(&o->pt, p) & PG_SLOT)
+			vmo__swap_free(o->pool->swap, vmo__pt_slot(&o->pt, p));
+}
+
 static void obj_destroy(vmo_t *o)
 {
+	/* out of reclaim's sight first: no sweep may start on it now */
+	vmo__pool_unlink(o->pool, o);
 	if (o->writeback && sync_range(o, 0, o->npages) != 0)
 		ATOMIC_INC(&o->pool->writeback_errors);
 	if (o->kind == VMO_KIND_PAGER && o->ops.release)
 		o->ops.release(o->ctx);
 	vmo_pool_t *pool = o->pool;
+	release_slots(o);
 	ATOMIC_ADD(&pool->resident_pages, (uint64_t)0 - o->nresident);
 	ATOMIC_ADD(&pool->dirty_pages, (uint64_t)0 - o->ndirty);
+	ATOMIC_ADD(&pool->swapped_pages, (uint64_t)0 - o->nswapped);
 	__atomic_fetch_sub(&pool->objects, 1, __ATOMIC_RELAXED);
 	vmo__pt_destroy(&o->pt);
 	close(o->memfd);
@@ -337,8 +380,9 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 {
 	int cls;
 	pthread_mutex_lock(&o->lock);
-	uint8_t b;
-	while (PG_STATE(b = vmo__pt_get(&o->pt, pg)) == PG_FILLING) {
+	uint8_t b, st;
+	while ((st = PG_STATE(b = vmo__pt_get(&o->pt, pg))) == PG_FILLING ||
+	       st == PG_EVICTING) {
 		if (!waited) {
 			pthread_mutex_unlock(&o->lock);
 			*k = 0;
@@ -347,22 +391,36 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 		*waited = true;
 		wait_locked(o);
 	}
-	uint64_t i = 0;
-	if (PG_STATE(b) == PG_ABSENT) {
+	uint64_t i = 0, refaults = 0;
+	if (st == PG_ABSENT || st == PG_SWAPPED) {
+		/* one source per run: the pager (or zeros), or swap; and no
+		 * longer than the budget allows one fill to take */
+		n = MIN(n, o->pool->max_fill);
 		while (i < n && PG_STATE(b = vmo__pt_get(&o->pt, pg + i)) ==
-					PG_ABSENT) {
-			if (pg_set(o, pg + i, b, PG_FILLING))
+					st) {
+			if (pg_set(o, pg + i, b,
+				   (uint8_t)(PG_FILLING | (b & PG_SLOT))))
 				break;
+			if (b & (PG_EVICTED | PG_SLOT))
+				refaults++;
 			i++;
 		}
-		cls = i ? VMO__RUN_FILL : -ENOMEM;
+		cls = !i ? -ENOMEM
+			 : st == PG_SWAPPED ? VMO__RUN_SWAPIN : VMO__RUN_FILL;
 	} else {
 		while (i < n && st_resident(vmo__pt_get(&o->pt, pg + i)))
 			i++;
+		/* a reference to a resident page: the clock's sample */
+		if (i && !(b & PG_REF))
+			(void)pg_set(o, pg, b, b | PG_REF);
 		cls = VMO__RUN_RESIDENT;
 	}
 	pthread_mutex_unlock(&o->lock);
 	*k = i;
+	if (refaults)
+		ATOMIC_ADD(&o->pool->st_refaults, refaults);
+	if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN)
+		vmo__pool_charge(o->pool);
 	return cls;
 }
 
@@ -383,11 +441,20 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
 	for (uint64_t i = 0; i < k; i++) {
 		/* A FILLING page may already be mapped (UFFDIO_COPY wakes the
 		 * faulting thread before we get here), written, and harvested
-		 * as DIRTY: keep that bit.  Cannot fail: the leaves exist. */
+		 * as DIRTY: keep that bit.  A page read from swap keeps its
+		 * slot as a clean copy (unless dirtied: pg_set drops it); a
+		 * failed swap-in leaves the page in swap.  Fresh pages count
+		 * as referenced (one sweep of grace).  Cannot fail: the
+		 * leaves exist. */
 		uint8_t b = vmo__pt_get(&o->pt, pg + i);
-		(void)pg_set(o, pg + i, b,
-			     ok ? (uint8_t)(PG_RESIDENT | (b & PG_DIRTY))
-				: PG_ABSENT);
+		uint8_t nv;
+		if (ok)
+			nv = (uint8_t)(PG_RESIDENT | PG_REF |
+				       (b & (PG_DIRTY | PG_SLOT)));
+		else
+			nv = (b & PG_SLOT) ? (uint8_t)(PG_SWAPPED | PG_SLOT)
+					   : PG_ABSENT;
+		(void)pg_set(o, pg + i, b, nv);
 	}
 	wake_waiters(o);
 	pthread_mutex_unlock(&o->lock);
@@ -396,6 +463,36 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
 void vmo__obj_count_filled(vmo_t *o, int64_t k)
 {
 	ATOMIC_ADD(&o->st_filled, (uint64_t)k);
+	ATOMIC_ADD(&o->pool->st_filled, (uint64_t)k);
+}
+
+int vmo__obj_swap_read(vmo_t *o, uint64_t pg, uint64_t k, void *buf)
+{
+	struct vmo__swap *sw = o->pool->swap;
+	uint32_t slots[64];
+	uint64_t done = 0;
+	while (done < k) {
+		uint64_t n = MIN(k - done, 64);
+		pthread_mutex_lock(&o->lock);
+		for (uint64_t i = 0; i < n; i++)
+			slots[i] = vmo__pt_slot(&o->pt, pg + done + i);
+		pthread_mutex_unlock(&o->lock);
+		/* consecutive slots are read with one call: pages evicted
+		 * together in object order come back together */
+		for (uint64_t i = 0; i < n;) {
+			uint64_t j = i + 1;
+			while (j < n && slots[j] == slots[i] + (j - i))
+				j++;
+			if (vmo__swap_read(sw, slots[i],
+					   (char *)buf + (done + i) * PS,
+					   (uint32_t)(j - i)))
+				return -EIO;
+			i = j;
+		}
+		done += n;
+	}
+	ATOMIC_ADD(&o->pool->st_swap_ins, k);
+	return 0;
 }
 
 int vmo__memfd_store(vmo_t *o, uint64_t pg, uint64_t k, const void *buf)
@@ -404,8 +501,15 @@ int vmo__memfd_store(vmo_t *o, uint64_t pg, uint64_t k, const void *buf)
 }
 
 /* Fill a claimed run straight into the memfd (no mapping involved). */
-static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k)
+static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k, bool swapin)
 {
+	if (swapin) {
+		void *buf = vmo__scratch(VMO__SCRATCH_FILL, k * PS);
+		if (!buf)
+			return -ENOMEM;
+		int r = vmo__obj_swap_read(o, pg, k, buf);
+		return r ? r : vmo__memfd_store(o, pg, k, buf);
+	}
 	if (vmo__obj_zero_fill(o)) {
 		/* fallocate allocates zeroed frames without copying */
 		if (fallocate(o->memfd, 0, (off_t)(pg * PS), (off_t)(k * PS)))
@@ -431,8 +535,9 @@ static int ensure_resident(vmo_t *o, uint64_t pg, uint64_t end)
 					 &waited);
 		if (cls < 0)
 			return cls;
-		if (cls == VMO__RUN_FILL) {
-			int r = fill_run_memfd(o, pg, k);
+		if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN) {
+			int r = fill_run_memfd(o, pg, k,
+					       cls == VMO__RUN_SWAPIN);
 			if (r == 0)
 				vmo__obj_count_filled(o, (int64_t)k);
 			vmo__obj_fill_done(o, pg, k, r == 0, NULL);
@@ -462,6 +567,19 @@ static int check_pages(const vmo_t *o, uint64_t off, uint64_t len)
 
 /* ------------------------------------------------------------ read/write */
 
+/* May vmo_read copy page b from the memfd as it is (obj->lock held)?
+ * Anonymous holes and zero fills read as zeros; a page coming back from
+ * swap does not. */
+static bool readable_by_read(const vmo_t *o, uint8_t b)
+{
+	if (readable(b))
+		return true;
+	if (!vmo__obj_zero_fill(o))
+		return false;
+	return PG_STATE(b) == PG_ABSENT ||
+	       (PG_STATE(b) == PG_FILLING && !(b & PG_SLOT));
+}
+
 int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 {
 	if (!o)
@@ -482,7 +600,8 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 		uint64_t pg = pos / PS, pge = (cend + PS - 1) / PS;
 		for (;;) {
 			/* Anonymous holes read as zeros: pread of a memfd
-			 * hole returns zeros and allocates nothing. */
+			 * hole returns zeros and allocates nothing.  Swapped
+			 * pages come back first. */
 			if (!vmo__obj_zero_fill(o)) {
 				r = ensure_resident(o, pg, pge);
 				if (r)
@@ -490,10 +609,29 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 			}
 			pthread_mutex_lock(&o->lock);
 			bool all = true;
-			if (!vmo__obj_zero_fill(o))
-				for (uint64_t p = pg; p < pge && all; p++)
-					all = st_resident(
-						vmo__pt_get(&o->pt, p));
+			uint64_t p = pg;
+			for (; p < pge; p++) {
+				uint8_t b = vmo__pt_get(&o->pt, p);
+				if (!readable_by_read(o, b)) {
+					all = false;
+					break;
+				}
+				if (readable(b) && !(b & PG_REF))
+					(void)pg_set(o, p, b, b | PG_REF);
+			}
+			if (!all && vmo__obj_zero_fill(o)) {
+				/* bring in the run of swapped pages at p */
+				uint64_t q = p + 1;
+				while (q < pge && PG_STATE(vmo__pt_get(
+							  &o->pt, q)) ==
+							  PG_SWAPPED)
+					q++;
+				pthread_mutex_unlock(&o->lock);
+				r = ensure_resident(o, p, q);
+				if (r)
+					return r;
+				continue;
+			}
 			if (all) {
 				size_t got;
 				r = vmo__sys_pread_full(o->memfd, scratch,
@@ -516,6 +654,12 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 }
 
 /* Is page pg of the object only partly covered by [pos, end)? */
+static bool needs_fill_before_write(const vmo_t *o, uint8_t b)
+{
+	return PG_STATE(b) == PG_SWAPPED ||
+	       (PG_STATE(b) == PG_ABSENT && !vmo__obj_zero_fill(o));
+}
+
 static bool partial(uint64_t pg, uint64_t pos, uint64_t end)
 {
 	return pos > pg * PS || end < (pg + 1) * PS;
@@ -550,7 +694,8 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 			for (uint64_t p = vmo__pt_next_used(&o->pt, pg, pge);
 			     p < pge; p = vmo__pt_next_used(&o->pt, p + 1, pge)) {
 				uint8_t s = PG_STATE(vmo__pt_get(&o->pt, p));
-				if (s == PG_FILLING || s == PG_WRITEBACK) {
+				if (s == PG_FILLING || s == PG_WRITEBACK ||
+				    s == PG_EVICTING) {
 					busy = p;
 					break;
 				}
@@ -560,16 +705,14 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 				continue;
 			}
 			/* a partly written absent page of a pager-backed
-			 * object must be filled before the write */
-			if (!vmo__obj_zero_fill(o)) {
-				uint64_t ends[2] = {pg, pge - 1};
-				for (int i = 0; i < 2; i++)
-					if (partial(ends[i], pos, cend) &&
-					    PG_STATE(vmo__pt_get(&o->pt,
-								 ends[i])) ==
-						    PG_ABSENT)
-						pfill = ends[i];
-			}
+			 * object, or a partly written swapped page, must be
+			 * filled before the write */
+			uint64_t ends[2] = {pg, pge - 1};
+			for (int i = 0; i < 2; i++)
+				if (partial(ends[i], pos, cend) &&
+				    needs_fill_before_write(
+					    o, vmo__pt_get(&o->pt, ends[i])))
+					pfill = ends[i];
 			if (pfill == pge)
 				break;
 			pthread_mutex_unlock(&o->lock);
@@ -582,10 +725,13 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 		}
 		/* make sure every leaf exists before touching the memfd, so
 		 * that marking pages cannot fail after the write */
+		/* (a swapped page overwritten whole keeps its slot until the
+		 * write succeeded: the slot is its only copy) */
 		for (uint64_t p = pg; p < pge && !r; p++) {
 			uint8_t b = vmo__pt_get(&o->pt, p);
-			if (!b)
-				r = pg_set(o, p, b, PG_FILLING);
+			if (PG_STATE(b) == PG_ABSENT || PG_STATE(b) == PG_SWAPPED)
+				r = pg_set(o, p, b,
+					   (uint8_t)(PG_FILLING | (b & PG_SLOT)));
 		}
 		if (!r)
 			r = vmo__sys_pwrite_full(o->memfd, scratch, cend - pos,
@@ -595,15 +741,20 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 			if (PG_STATE(b) == PG_FILLING) {
 				if (!r)
 					protect_new_pages(o, p, 1, NULL);
-				pg_set(o, p, b, r ? PG_ABSENT : PG_RESIDENT | PG_DIRTY);
+				uint8_t undo = (b & PG_SLOT)
+						       ? PG_SWAPPED | PG_SLOT
+						       : PG_ABSENT;
+				pg_set(o, p, b,
+				       r ? undo : PG_RESIDENT | PG_DIRTY | PG_REF);
 			} else if (!r && b) {
-				pg_set(o, p, b, b | PG_DIRTY);
+				pg_set(o, p, b, b | PG_DIRTY | PG_REF);
 			}
 		}
 		wake_waiters(o);
 		pthread_mutex_unlock(&o->lock);
 		if (r)
 			return r;
+		vmo__pool_charge(o->pool);
 		pos = cend;
 	}
 	return 0;
@@ -665,16 +816,14 @@ void vmo__obj_harvest_locked(vmo_t *o, struct vmo__mapping *m,
 	for_each_used_run(o, pg, pg + len / PS, harvest_run, m);
 }
 
-void vmo__obj_harvest_pages(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
-			    uint64_t n)
+void vmo__obj_harvest_pages_locked(vmo_t *o, struct vmo__mapping *m,
+				   uint64_t pg, uint64_t n)
 {
-	pthread_mutex_lock(&o->lock);
 	/* m may have been trimmed or split since the caller looked */
 	uint64_t lo = MAX(pg, m->off / PS);
 	uint64_t hi = MIN(pg + n, (m->off + m->len) / PS);
 	if (lo < hi)
 		for_each_used_run(o, lo, hi, harvest_run, m);
-	pthread_mutex_unlock(&o->lock);
 }
 
 /* Mark every page the object holds in [pg, end) dirty.  obj->lock held. */
@@ -724,10 +873,10 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 	uint64_t p = pg;
 	while ((p = vmo__pt_next_used(&o->pt, p, end)) < end) {
 		uint8_t b = vmo__pt_get(&o->pt, p);
-		if (PG_STATE(b) == PG_WRITEBACK ||
+		if (PG_STATE(b) == PG_WRITEBACK || PG_STATE(b) == PG_EVICTING ||
 		    (PG_STATE(b) == PG_FILLING && (b & PG_DIRTY))) {
-			/* another sync owns it, or its filler has not
-			 * finished: let them end */
+			/* another sync or an evictor owns it, or its filler
+			 * has not finished: let them end */
 			wait_locked(o);
 			continue;
 		}
@@ -760,6 +909,11 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 			err = -EIO;
 		p += k;
 	}
+	/* a write-back failed at eviction since the last sync: report it
+	 * once, here */
+	if (o->wb_error && !err)
+		err = o->wb_error;
+	o->wb_error = 0;
 	pthread_mutex_unlock(&o->lock);
 	return err;
 }
@@ -798,7 +952,8 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 		     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
 			uint8_t b = vmo__pt_get(&o->pt, p);
 			if (PG_STATE(b) == PG_FILLING ||
-			    PG_STATE(b) == PG_WRITEBACK) {
+			    PG_STATE(b) == PG_WRITEBACK ||
+			    PG_STATE(b) == PG_EVICTING) {
 				wait_locked(o);
 				retry = true;
 				break;
@@ -832,6 +987,355 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 	}
 }
 
+/* ------------------------------------------------------------- eviction */
+
+/*
+ * Eviction of one batch of one object (the clock that picks objects and
+ * decides how much to evict lives in reclaim.c).
+ *
+ *   1. Under obj->lock the hand walks resident pages from o->hand_pg: a
+ *      referenced page loses PG_REF and its page-table entries (so that
+ *      its next use faults, MINOR, and sets PG_REF again: the reference
+ *      sample); an unreferenced one becomes a victim, EVICTING.  Busy
+ *      pages and pages of VMO_MAP_LOCKED mappings are passed over.
+ *   2. Victims are zapped from every mapping, and only then is the write
+ *      log harvested: a zapped entry keeps the kernel's record of a write
+ *      (an unwritten one becomes a write-protect marker, a written one an
+ *      empty entry that the scan reports), and nobody can write an
+ *      EVICTING page any more (faults on it wait), so the DIRTY bits are
+ *      exact from here on.
+ *   3. Dirty victims are saved with obj->lock dropped: written back to the
+ *      pager (write-back objects) or to swap slots allocated as one run
+ *      (the rest).  A failed write-back, or no swap slot, puts the page
+ *      back RESIDENT and DIRTY: a page is never released while its only
+ *      copy is in memory.
+ *   4. Under obj->lock again the saved and clean victims' frames are
+ *      released (hole punched: every mapping loses them) and they become
+ *      ABSENT (refetched from the pager or zeros) or SWAPPED.
+ */
+#define EVICT_MAX 64u   /* victims per batch */
+#define SCAN_MAX 2048u  /* resident pages looked at per call */
+#define REFS_MAX 512u   /* second chances given per call */
+#define ZAP_IOV 128u
+
+static bool page_locked(const vmo_t *o, uint64_t pg)
+{
+	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next)
+		if (m->locked && pg * PS >= m->off && pg * PS < m->off + m->len)
+			return true;
+	return false;
+}
+
+struct zapper {
+	struct iovec iov[ZAP_IOV];
+	size_t n;
+};
+
+static void zap_add(struct zapper *z, uintptr_t a, size_t len)
+{
+	if (z->n && (uintptr_t)z->iov[z->n - 1].iov_base +
+				    z->iov[z->n - 1].iov_len == a) {
+		z->iov[z->n - 1].iov_len += len;
+		return;
+	}
+	if (z->n == ZAP_IOV) {
+		vmo__sys_zap(z->iov, z->n);
+		z->n = 0;
+	}
+	z->iov[z->n].iov_base = (void *)a;
+	z->iov[z->n].iov_len = len;
+	z->n++;
+}
+
+/* Drop the page-table entries of pages pgs[0..n) (ascending) in every
+ * mapping of o.  obj->lock held (the mapping list and its ranges are
+ * stable, and each range is still ours: unmap unlinks a mapping before
+ * its addresses change). */
+static void zap_pages(vmo_t *o, const uint64_t *pgs, size_t n)
+{
+	struct zapper z;
+	z.n = 0;
+	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next) {
+		uint64_t lo = m->off / PS, hi = (m->off + m->len) / PS;
+		for (size_t i = 0; i < n; i++)
+			if (pgs[i] >= lo && pgs[i] < hi)
+				zap_add(&z, m->addr + (pgs[i] * PS - m->off),
+					PS);
+	}
+	if (z.n)
+		vmo__sys_zap(z.iov, z.n);
+}
+
+/* Harvest the write log of pages pgs[0..n) (ascending) from every
+ * tracked mapping; without a log, every page of a writably mapped object
+ * counts as written.  obj->lock held. */
+static void harvest_pages(vmo_t *o, const uint64_t *pgs, size_t n)
+{
+	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next) {
+		if (!m->track_wp)
+			continue;
+		uint64_t lo = m->off / PS, hi = (m->off + m->len) / PS;
+		for (size_t i = 0; i < n;) {
+			if (pgs[i] < lo || pgs[i] >= hi) {
+				i++;
+				continue;
+			}
+			size_t j = i + 1;
+			while (j < n && pgs[j] == pgs[i] + (j - i) && pgs[j] < hi)
+				j++;
+			harvest_run(o, m, pgs[i], pgs[i] + (j - i));
+			i = j;
+		}
+	}
+	if (o->wmapped)
+		for (size_t i = 0; i < n; i++) {
+			uint8_t b = vmo__pt_get(&o->pt, pgs[i]);
+			if (!(b & PG_DIRTY))
+				pg_set(o, pgs[i], b, b | PG_DIRTY);
+		}
+}
+
+/* Put a victim back: resident, content kept, referenced (so the hand does
+ * not retry it at once).  obj->lock held. */
+static void evict_undo(vmo_t *o, uint64_t pg)
+{
+	uint8_t b = vmo__pt_get(&o->pt, pg);
+	pg_set(o, pg, b,
+	       (uint8_t)(PG_RESIDENT | PG_REF | (b & (PG_DIRTY | PG_SLOT))));
+}
+
+/* pread victims pgs[0..n) from the memfd into buf, one call per run of
+ * consecutive pages.  obj->lock held. */
+static int read_victims(vmo_t *o, const uint64_t *pgs, size_t n, char *buf)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && pgs[j] == pgs[i] + (j - i))
+			j++;
+		size_t got = 0;
+		int r = vmo__sys_pread_full(o->memfd, buf + i * PS,
+					    (j - i) * PS, pgs[i] * PS, &got);
+		if (r)
+			return r;
+		if (got < (j - i) * PS)
+			memset(buf + i * PS + got, 0, (j - i) * PS - got);
+		i = j;
+	}
+	return 0;
+}
+
+/* Write dirty victims back to the pager, run by run.  Pages written are
+ * appended to keep[].  obj->lock held; dropped around each write. */
+static void save_to_pager(vmo_t *o, const uint64_t *dl, size_t nd, char *buf,
+			  uint64_t *keep, size_t *nk)
+{
+	for (size_t i = 0; i < nd;) {
+		size_t j = i + 1;
+		while (j < nd && dl[j] == dl[i] + (j - i))
+			j++;
+		int r = read_victims(o, dl + i, j - i, buf);
+		pthread_mutex_unlock(&o->lock);
+		if (!r)
+			r = vmo__pager_write(o, dl[i], j - i, buf);
+		pthread_mutex_lock(&o->lock);
+		for (size_t x = i; x < j; x++) {
+			if (r) {
+				evict_undo(o, dl[x]);
+				continue;
+			}
+			uint8_t b = vmo__pt_get(&o->pt, dl[x]);
+			pg_set(o, dl[x], b, b & (uint8_t)~PG_DIRTY);
+			keep[(*nk)++] = dl[x];
+		}
+		if (r) {
+			o->wb_error = -EIO;
+			ATOMIC_INC(&o->pool->writeback_errors);
+		} else {
+			ATOMIC_ADD(&o->pool->st_writebacks, j - i);
+		}
+		i = j;
+	}
+}
+
+/* Write dirty victims to swap, in runs of contiguous slots.  Pages saved
+ * get their slot (and PG_SLOT) and are appended to keep[].  obj->lock
+ * held; dropped around each write. */
+static void save_to_swap(vmo_t *o, const uint64_t *dl, size_t nd, char *buf,
+			 uint64_t *keep, size_t *nk)
+{
+	vmo_pool_t *pool = o->pool;
+	size_t i = 0;
+	while (i < nd) {
+		uint32_t first = 0;
+		uint32_t got = pool->swap ? vmo__swap_alloc(pool->swap,
+							    (uint32_t)(nd - i),
+							    &first)
+					  : 0;
+		if (!got) {
+			/* swap full (or none): these pages stay */
+			for (; i < nd; i++)
+				evict_undo(o, dl[i]);
+			ATOMIC_INC(&pool->st_swap_full);
+			return;
+		}
+		int r = read_victims(o, dl + i, got, buf);
+		pthread_mutex_unlock(&o->lock);
+		if (!r)
+			r = vmo__swap_write(pool->swap, first, buf, got);
+		pthread_mutex_lock(&o->lock);
+		for (uint32_t x = 0; x < got; x++) {
+			uint64_t pg = dl[i + x];
+			if (r || vmo__pt_set_slot(&o->pt, pg, first + x)) {
+				vmo__swap_free(pool->swap, first + x);
+				evict_undo(o, pg);
+				continue;
+			}
+			uint8_t b = vmo__pt_get(&o->pt, pg);
+			pg_set(o, pg, b,
+			       (uint8_t)((b & (uint8_t)~PG_DIRTY) | PG_SLOT));
+			keep[(*nk)++] = pg;
+		}
+		if (!r)
+			ATOMIC_ADD(&pool->st_swap_outs, got);
+		i += got;
+	}
+}
+
+static void sort_pages(uint64_t *a, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		uint64_t v = a[i];
+		size_t j = i;
+		while (j && a[j - 1] > v) {
+			a[j] = a[j - 1];
+			j--;
+		}
+		a[j] = v;
+	}
+}
+
+uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
+			bool *wrapped)
+{
+	vmo_pool_t *pool = o->pool;
+	uint64_t vic[EVICT_MAX], dl[EVICT_MAX], rel[EVICT_MAX], refl[REFS_MAX];
+	size_t nv = 0, nd = 0, nr = 0, nref = 0;
+	uint64_t looked = 0, steps = 0;
+	*wrapped = false;
+	*scanned = 0;
+	char *buf = vmo__scratch(VMO__SCRATCH_EVICT, EVICT_MAX * PS);
+	if (!buf)
+		return 0;
+	want = MIN(want, EVICT_MAX);
+
+	pthread_mutex_lock(&o->lock);
+	uint64_t p = o->hand_pg;
+	while (nv < want && looked < SCAN_MAX && nref < REFS_MAX &&
+	       steps < 16 * SCAN_MAX) {
+		p = vmo__pt_next_used(&o->pt, p, o->npages);
+		if (p >= o->npages) {
+			*wrapped = true;
+			p = 0;
+			break;
+		}
+		uint8_t b = vmo__pt_get(&o->pt, p);
+		steps++;
+		if (PG_STATE(b) != PG_RESIDENT) {
+			p++;
+			continue;
+		}
+		looked++;
+		if (o->nlocked && page_locked(o, p)) {
+			p++;
+			continue;
+		}
+		if (b & PG_REF) {
+			pg_set(o, p, b, b & (uint8_t)~PG_REF);
+			refl[nref++] = p++;
+			continue;
+		}
+		if ((b & PG_DIRTY) && !o->writeback && !pool->swap) {
+			/* its only copy is here and there is no swap */
+			p++;
+			continue;
+		}
+		pg_set(o, p, b,
+		       (uint8_t)(PG_EVICTING | (b & (PG_DIRTY | PG_SLOT))));
+		vic[nv++] = p++;
+	}
+	o->hand_pg = p;
+	*scanned = looked;
+	if (nref) {
+		zap_pages(o, refl, nref);
+		ATOMIC_ADD(&pool->st_ref_clears, nref);
+	}
+	if (!nv) {
+		pthread_mutex_unlock(&o->lock);
+		return 0;
+	}
+	zap_pages(o, vic, nv);
+	harvest_pages(o, vic, nv);
+
+	for (size_t i = 0; i < nv; i++) {
+		if (vmo__pt_get(&o->pt, vic[i]) & PG_DIRTY)
+			dl[nd++] = vic[i];
+		else
+			rel[nr++] = vic[i];
+	}
+	if (nd) {
+		if (o->writeback)
+			save_to_pager(o, dl, nd, buf, rel, &nr);
+		else
+			save_to_swap(o, dl, nd, buf, rel, &nr);
+	}
+
+	/* release the frames of everything saved or clean */
+	sort_pages(rel, nr);
+	uint64_t evicted = 0;
+	for (size_t i = 0; i < nr;) {
+		size_t j = i + 1;
+		while (j < nr && rel[j] == rel[i] + (j - i))
+			j++;
+		bool ok = fallocate(o->memfd,
+				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    (off_t)(rel[i] * PS),
+				    (off_t)((j - i) * PS)) == 0;
+		for (size_t x = i; x < j; x++) {
+			if (!ok) {
+				evict_undo(o, rel[x]);
+				continue;
+			}
+			uint8_t b = vmo__pt_get(&o->pt, rel[x]);
+			pg_set(o, rel[x], b,
+			       (b & PG_SLOT) ? (uint8_t)(PG_SWAPPED | PG_SLOT)
+					     : (uint8_t)(PG_ABSENT | PG_EVICTED));
+		}
+		if (ok)
+			evicted += j - i;
+		i = j;
+	}
+	wake_waiters(o);
+	pthread_mutex_unlock(&o->lock);
+	ATOMIC_ADD(&pool->st_evictions, evicted);
+	return evicted;
+}
+
+/* VMO_ADV_DONTNEED in a pool with a budget: the range loses its
+ * references and the object's hand moves to it, so these pages are the
+ * next victims (reclaim.c moves the pool's hand to the object). */
+void vmo__obj_make_cold(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	pthread_mutex_lock(&o->lock);
+	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
+	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
+		uint8_t b = vmo__pt_get(&o->pt, p);
+		if (b & PG_REF)
+			pg_set(o, p, b, b & (uint8_t)~PG_REF);
+	}
+	o->hand_pg = pg;
+	pthread_mutex_unlock(&o->lock);
+}
+
 /* --------------------------------------------------------- mapping list */
 
 static void wp_run(vmo_t *o, struct vmo__mapping *m, uint64_t p, uint64_t q)
@@ -849,7 +1353,9 @@ void vmo__obj_add_mapping(vmo_t *o, struct vmo__mapping *m)
 		o->maps->obj_prev = m;
 	o->maps = m;
 	o->nmaps++;
-	if ((m->prot & PROT_WRITE) && o->writeback && !m->track_wp)
+	if (m->locked)
+		o->nlocked++;
+	if ((m->prot & PROT_WRITE) && o->track && !m->track_wp)
 		o->wmapped = true;
 	if (m->track_wp)
 		for_each_used_run(o, m->off / PS, (m->off + m->len) / PS,
@@ -868,6 +1374,8 @@ void vmo__obj_del_mapping(vmo_t *o, struct vmo__mapping *m)
 	if (m->obj_next)
 		m->obj_next->obj_prev = m->obj_prev;
 	o->nmaps--;
+	if (m->locked)
+		o->nlocked--;
 	pthread_mutex_unlock(&o->lock);
 }
 
@@ -887,6 +1395,7 @@ int vmo_stats(vmo_t *o, vmo_stats_t *st)
 	pthread_mutex_lock(&o->lock);
 	s.resident_pages = o->nresident;
 	s.dirty_pages = o->ndirty;
+	s.swapped_pages = o->nswapped;
 	s.mappings = o->nmaps;
 	pthread_mutex_unlock(&o->lock);
 	s.faults = ATOMIC_LOAD(&o->st_faults);

@@ -15,8 +15,11 @@
  * mappings (they are MADV_DONTFORK), and locks may have been held by
  * threads that do not exist in the child.
  *
- * Locks: the pool's counters are atomics; pool->lock is reserved for the
- * reclaim lists of self-paging and is taken last in the lock order.
+ * Self-paging (budget, watermarks, swap) is configured here and run by
+ * reclaim.c and swap.c.
+ *
+ * Locks: the pool's counters are atomics; pool->lock guards the object
+ * ring and the reclaimer (reclaim.c) and is taken last in the lock order.
  */
 #include "vmo_internal.h"
 
@@ -53,10 +56,40 @@ static bool tail_is_zero(const void *p, size_t have, size_t known)
 	return true;
 }
 
+/* Check the self-paging options and fill in the pool's page counts. */
+static int budget_setup(vmo_pool_t *p, const vmo_pool_options_t *o)
+{
+	uint64_t b = o->budget_bytes, lo = o->low_watermark_bytes,
+		 hi = o->high_watermark_bytes;
+	if (b % PS || lo % PS || hi % PS || o->swap_bytes % PS)
+		return -EINVAL;
+	if (!b && (lo || hi))
+		return -EINVAL;
+	if ((o->swap_path != NULL) != (o->swap_bytes != 0))
+		return -EINVAL;
+	b /= PS;
+	uint64_t gap = b >= 4 ? MAX(b / 64, 1) : 0;
+	uint64_t high = hi ? hi / PS : b - gap;
+	uint64_t low = lo ? lo / PS : (high > gap ? high - gap : high);
+	if (hi && !lo && low > high)
+		low = high;
+	if (low > high || high > b)
+		return -EINVAL;
+	p->budget = b;
+	p->high = b ? high : UINT64_MAX;
+	p->low = low;
+	/* one fill may take a small part of the budget at most, so a tiny
+	 * budget still works (a fault-around cluster shrinks to 1 page) */
+	p->max_fill = b ? MAX(MIN(b / 8, (uint64_t)512), 1) : UINT64_MAX;
+	return 0;
+}
+
 int vmo_pool_create(const vmo_pool_options_t *opts, vmo_pool_t **out)
 {
 	if (!out)
 		return -EINVAL;
+	vmo_pool_options_t o;
+	memset(&o, 0, sizeof o);
 	if (opts) {
 		if (opts->size < offsetof(vmo_pool_options_t, flags) +
 					 sizeof opts->flags)
@@ -64,16 +97,34 @@ int vmo_pool_create(const vmo_pool_options_t *opts, vmo_pool_t **out)
 		if (opts->size > sizeof *opts &&
 		    !tail_is_zero(opts, opts->size, sizeof *opts))
 			return -EINVAL;
-		if (opts->flags)
+		memcpy(&o, opts, MIN(opts->size, sizeof o));
+		if (o.flags)
 			return -EINVAL;
 	}
 	vmo__fork_guard_init();
 	vmo_pool_t *p = calloc(1, sizeof *p);
 	if (!p)
 		return -ENOMEM;
+	int r = budget_setup(p, &o);
+	if (!r && o.swap_path)
+		r = vmo__swap_open(o.swap_path, o.swap_bytes, &p->swap);
+	if (r) {
+		free(p);
+		return r;
+	}
 	p->gen = __atomic_load_n(&vmo__fork_gen, __ATOMIC_ACQUIRE);
 	p->refs = 1;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	pthread_cond_init(&p->done_cv, NULL);
+	if (p->budget && (r = vmo__reclaim_start(p)) != 0) {
+		vmo__swap_close(p->swap);
+		pthread_cond_destroy(&p->done_cv);
+		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return r;
+	}
 	*out = p;
 	return 0;
 }
@@ -87,6 +138,11 @@ void vmo__pool_put(vmo_pool_t *pool)
 {
 	if (__atomic_sub_fetch(&pool->refs, 1, __ATOMIC_ACQ_REL))
 		return;
+	/* no object is left, so no sweep runs: the reclaimer is idle */
+	vmo__reclaim_stop(pool);
+	vmo__swap_close(pool->swap);
+	pthread_cond_destroy(&pool->done_cv);
+	pthread_cond_destroy(&pool->cv);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);
 }
@@ -112,6 +168,21 @@ int vmo_pool_stats(vmo_pool_t *pool, vmo_pool_stats_t *st)
 	s.resident_pages = ATOMIC_LOAD(&pool->resident_pages);
 	s.dirty_pages = ATOMIC_LOAD(&pool->dirty_pages);
 	s.writeback_errors = ATOMIC_LOAD(&pool->writeback_errors);
+	s.budget_pages = pool->budget;
+	s.swapped_pages = ATOMIC_LOAD(&pool->swapped_pages);
+	s.swap_slots = vmo__swap_slots(pool->swap);
+	s.swap_slots_used = vmo__swap_used(pool->swap);
+	s.pages_filled = ATOMIC_LOAD(&pool->st_filled);
+	s.evictions = ATOMIC_LOAD(&pool->st_evictions);
+	s.writebacks = ATOMIC_LOAD(&pool->st_writebacks);
+	s.swap_outs = ATOMIC_LOAD(&pool->st_swap_outs);
+	s.swap_ins = ATOMIC_LOAD(&pool->st_swap_ins);
+	s.refaults = ATOMIC_LOAD(&pool->st_refaults);
+	s.over_budget_events = ATOMIC_LOAD(&pool->st_over_budget);
+	s.swap_full_events = ATOMIC_LOAD(&pool->st_swap_full);
+	s.ref_clears = ATOMIC_LOAD(&pool->st_ref_clears);
+	s.reclaim_runs = ATOMIC_LOAD(&pool->st_reclaim_runs);
+	s.direct_reclaims = ATOMIC_LOAD(&pool->st_direct);
 	memcpy(st, &s, s.size);
 	return 0;
 }

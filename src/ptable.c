@@ -22,6 +22,8 @@
 
 struct pt_leaf {
 	uint32_t nused;
+	uint32_t *slot;    /* swap slots of the leaf's pages, allocated on
+			      first use (most leaves never see swap) */
 	uint8_t st[PT_LEAF_PAGES];
 };
 
@@ -56,6 +58,8 @@ static void free_rec(void *p, unsigned level)
 		struct pt_node *n = p;
 		for (unsigned i = 0; i < PT_NODE_SLOTS; i++)
 			free_rec(n->slot[i], level - 1);
+	} else {
+		free(((struct pt_leaf *)p)->slot);
 	}
 	free(p);
 }
@@ -66,15 +70,39 @@ void vmo__pt_destroy(struct vmo__ptable *pt)
 	pt->root = NULL;
 }
 
-uint8_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg)
+static struct pt_leaf *leaf_of(const struct vmo__ptable *pt, uint64_t pg)
 {
 	void *p = pt->root;
 	for (unsigned l = pt->height; l > 0 && p; l--)
 		p = ((struct pt_node *)p)
 			    ->slot[(pg >> slot_shift(l)) & (PT_NODE_SLOTS - 1)];
-	if (!p)
-		return 0;
-	return ((struct pt_leaf *)p)->st[pg & (PT_LEAF_PAGES - 1)];
+	return p;
+}
+
+uint8_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg)
+{
+	struct pt_leaf *lf = leaf_of(pt, pg);
+	return lf ? lf->st[pg & (PT_LEAF_PAGES - 1)] : 0;
+}
+
+uint32_t vmo__pt_slot(const struct vmo__ptable *pt, uint64_t pg)
+{
+	struct pt_leaf *lf = leaf_of(pt, pg);
+	return lf && lf->slot ? lf->slot[pg & (PT_LEAF_PAGES - 1)] : 0;
+}
+
+int vmo__pt_set_slot(struct vmo__ptable *pt, uint64_t pg, uint32_t slot)
+{
+	struct pt_leaf *lf = leaf_of(pt, pg);
+	if (!lf)
+		return -EINVAL; /* the caller sets the state byte first */
+	if (!lf->slot) {
+		lf->slot = calloc(PT_LEAF_PAGES, sizeof *lf->slot);
+		if (!lf->slot)
+			return -ENOMEM;
+	}
+	lf->slot[pg & (PT_LEAF_PAGES - 1)] = slot;
+	return 0;
 }
 
 int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
@@ -118,6 +146,7 @@ int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
 	if (v || lf->nused)
 		return 0;
 	/* free the empty leaf and any interior node it leaves empty */
+	free(lf->slot);
 	free(lf);
 	*path[0] = NULL;
 	for (unsigned l = 1; l <= pt->height; l++) {

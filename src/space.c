@@ -444,6 +444,7 @@ static int split_at(vmo_space_t *s, uintptr_t x)
 	t->obj = m->obj;
 	t->prot = m->prot;
 	t->track_wp = m->track_wp;
+	t->locked = m->locked;
 	t->reg_base = m->reg_base;
 	t->stripe_shift = m->stripe_shift;
 	t->advice = __atomic_load_n(&m->advice, __ATOMIC_RELAXED);
@@ -459,6 +460,8 @@ static int split_at(vmo_space_t *s, uintptr_t x)
 		m->obj_next->obj_prev = t;
 	m->obj_next = t;
 	o->nmaps++;
+	if (t->locked)
+		o->nlocked++;
 	pthread_mutex_unlock(&o->lock);
 	vmo_ref(o);
 	array_insert(s, i + 1, t); /* cannot fail: capacity reserved */
@@ -479,7 +482,7 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 		return -EINVAL;
 	if (stale_pair(s, o))
 		return -ECHILD;
-	if (flags & ~(VMO_MAP_FIXED | VMO_MAP_POPULATE))
+	if (flags & ~(VMO_MAP_FIXED | VMO_MAP_POPULATE | VMO_MAP_LOCKED))
 		return -EINVAL;
 	if (prot & ~(PROT_READ | PROT_WRITE))
 		return -EINVAL;
@@ -528,7 +531,7 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	}
 	/* Not inherited by fork(): see the fork section of vmo.h. */
 	madvise(a, len, MADV_DONTFORK);
-	bool track = s->wp_async && o->writeback;
+	bool track = s->wp_async && o->track;
 	unsigned shift = stripe_shift_for(s, len);
 	r = register_stripes(s, (uintptr_t)a, len, shift,
 			     UFFDIO_REGISTER_MODE_MISSING |
@@ -554,6 +557,7 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	m->off = offset;
 	m->prot = prot;
 	m->track_wp = track;
+	m->locked = (flags & VMO_MAP_LOCKED) != 0;
 	m->reg_base = (uintptr_t)a;
 	m->stripe_shift = shift;
 	m->advice = VMO_ADV_NORMAL;
@@ -726,7 +730,7 @@ int vmo_protect(vmo_space_t *s, void *addr, size_t len, int prot)
 		struct vmo__mapping *m = s->maps[i];
 		pthread_mutex_lock(&m->obj->lock);
 		m->prot = prot;
-		if ((prot & PROT_WRITE) && m->obj->writeback && !m->track_wp)
+		if ((prot & PROT_WRITE) && m->obj->track && !m->track_wp)
 			m->obj->wmapped = true;
 		pthread_mutex_unlock(&m->obj->lock);
 	}
@@ -781,6 +785,9 @@ int vmo_advise(vmo_space_t *s, void *addr, size_t len, int advice)
 		 * reports as written: no write is lost by the zap. */
 		madvise((void *)ms, me - ms, MADV_DONTNEED);
 		pthread_mutex_unlock(&o->lock);
+		/* with a budget: these pages are evicted first */
+		vmo__pool_cold(o, (m->off + (ms - m->addr)) / PS,
+			       (m->off + (me - m->addr)) / PS);
 	}
 out:
 	pthread_rwlock_unlock(&s->lock);

@@ -68,21 +68,45 @@ static inline bool vmo__stale(unsigned gen)
  *
  *   ABSENT    not in the memfd: the pager (or zeros) supplies it
  *   RESIDENT  in the memfd
- *   FILLING   busy: a filler owns it and is running the pager
+ *   FILLING   busy: a filler owns it and is running the pager (or reading
+ *             swap)
  *   WRITEBACK busy for writers: its content is being written back; it is
  *             resident and may be read and mapped meanwhile
+ *   EVICTING  busy: an evictor owns it; its entries are zapped, its
+ *             content is being saved (pager write-back or swap) and its
+ *             frame is about to be released.  Nobody maps it; it may be
+ *             read under obj->lock (the content is intact until the
+ *             evictor's final locked section)
+ *   SWAPPED   not in the memfd: its content is in the swap slot
  *
- * Space is left for EVICTING and SWAPPED (self-paging) and for clone
- * bookkeeping flags.
+ * Flags:
+ *   DIRTY     differs from its backing copy (pager, swap slot or zeros)
+ *   REF       referenced since the clock hand last passed (reclaim.c)
+ *   SLOT      a swap slot (ptable slot array) holds this page's content:
+ *             the only copy when SWAPPED, an identical clean copy when
+ *             resident (never together with DIRTY: dirtying frees it)
+ *   EVICTED   on an ABSENT page: it was evicted (a later fill is a
+ *             refault)
  */
 enum {
 	PG_ABSENT = 0,
 	PG_RESIDENT = 1,
 	PG_FILLING = 2,
 	PG_WRITEBACK = 3,
+	PG_EVICTING = 4,
+	PG_SWAPPED = 5,
 };
 #define PG_STATE(b) ((b) & 0x07)
 #define PG_DIRTY 0x08 /* differs from the pager's copy */
+#define PG_REF 0x10
+#define PG_SLOT 0x20
+#define PG_EVICTED 0x40
+
+/* May page b be mapped (installed in a page table)? */
+static inline bool vmo__pg_mappable(uint8_t b)
+{
+	return PG_STATE(b) == PG_RESIDENT || PG_STATE(b) == PG_WRITEBACK;
+}
 
 #define PT_LEAF_SHIFT 9
 #define PT_LEAF_PAGES (1u << PT_LEAF_SHIFT)
@@ -103,24 +127,96 @@ VMO__HIDDEN uint8_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg);
 /* Set the state byte; allocates the leaf if needed (-ENOMEM). Setting 0
  * may free the leaf. */
 VMO__HIDDEN int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v);
+/* Swap slot of page pg (meaningful only while its byte has PG_SLOT). */
+VMO__HIDDEN uint32_t vmo__pt_slot(const struct vmo__ptable *pt, uint64_t pg);
+/* Record the slot of pg, whose byte must be non-zero (its leaf exists).
+ * 0 or -ENOMEM (the leaf's slot array is allocated on first use). */
+VMO__HIDDEN int vmo__pt_set_slot(struct vmo__ptable *pt, uint64_t pg,
+				 uint32_t slot);
 /* First page >= pg and < end whose state byte is non-zero, or end. */
 VMO__HIDDEN uint64_t vmo__pt_next_used(const struct vmo__ptable *pt,
 				       uint64_t pg, uint64_t end);
 
 /* ------------------------------------------------------------------ pool */
 
+struct vmo__swap;
+
 struct vmo_pool {
 	unsigned gen;        /* (c) fork generation */
 	int refs;            /* (a) the user's ref + one per object */
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;      /* (P) object ring, clock hand, reclaimer */
 	uint64_t objects;          /* (a) */
 	uint64_t resident_pages;   /* (a) */
 	uint64_t dirty_pages;      /* (a) */
 	uint64_t writeback_errors; /* (a) */
+	uint64_t swapped_pages;    /* (a) */
+
+	/* self-paging (reclaim.c) */
+	uint64_t budget;           /* (c) pages; 0 = unlimited */
+	uint64_t high, low;        /* (c) watermarks in pages */
+	uint64_t max_fill;         /* (c) longest run one fill may claim */
+	struct vmo__swap *swap;    /* (c) NULL: no swap */
+	struct vmo *ring;          /* (P) objects of the pool, circular */
+	struct vmo *hand;          /* (P) the clock hand's object */
+	pthread_cond_t cv;         /* (P) reclaimer wake-up, unpin */
+	pthread_cond_t done_cv;    /* (P) a reclaim batch ended */
+	int kick;                  /* (a) reclaimer wake-up pending */
+	bool stop;                 /* (P) */
+	bool reclaimer_running;    /* (c) after creation */
+	bool over;                 /* (a) over budget, nothing evictable */
+	pthread_t reclaimer;
+
+	/* statistics (a) */
+	uint64_t st_filled, st_evictions, st_writebacks, st_swap_outs,
+		st_swap_ins, st_refaults, st_over_budget, st_swap_full,
+		st_ref_clears, st_reclaim_runs, st_direct;
 };
 
 VMO__HIDDEN void vmo__pool_get(vmo_pool_t *pool);
 VMO__HIDDEN void vmo__pool_put(vmo_pool_t *pool);
+
+/* ------------------------------------------------------------------ swap */
+
+/* swap.c: the pool's swap file and its slot allocator. */
+VMO__HIDDEN int vmo__swap_open(const char *path, uint64_t bytes,
+			       struct vmo__swap **out);
+VMO__HIDDEN void vmo__swap_close(struct vmo__swap *sw);
+/* Allocate up to n contiguous slots (at least 1): returns how many, the
+ * first in *first; 0 when swap is full. */
+VMO__HIDDEN uint32_t vmo__swap_alloc(struct vmo__swap *sw, uint32_t n,
+				     uint32_t *first);
+VMO__HIDDEN void vmo__swap_free(struct vmo__swap *sw, uint32_t slot);
+VMO__HIDDEN int vmo__swap_write(struct vmo__swap *sw, uint32_t slot,
+				const void *buf, uint32_t n);
+VMO__HIDDEN int vmo__swap_read(struct vmo__swap *sw, uint32_t slot, void *buf,
+			       uint32_t n);
+VMO__HIDDEN uint64_t vmo__swap_slots(const struct vmo__swap *sw);
+VMO__HIDDEN uint64_t vmo__swap_used(const struct vmo__swap *sw);
+
+/* ---------------------------------------------------------------- reclaim */
+
+/* reclaim.c.  Objects join the pool's ring when created and leave it
+ * before they are torn down (waiting for a sweep that uses them). */
+VMO__HIDDEN void vmo__pool_link(vmo_pool_t *pool, struct vmo *obj);
+VMO__HIDDEN void vmo__pool_unlink(vmo_pool_t *pool, struct vmo *obj);
+VMO__HIDDEN int vmo__reclaim_start(vmo_pool_t *pool);
+VMO__HIDDEN void vmo__reclaim_stop(vmo_pool_t *pool);
+/* Called after frames were claimed (no lock held): wakes the reclaimer
+ * above the high watermark, reclaims directly above the budget. */
+static inline void vmo__pool_charge(vmo_pool_t *pool)
+{
+	extern VMO__HIDDEN void vmo__pool_charge_slow(vmo_pool_t *);
+	if (pool->budget &&
+	    __atomic_load_n(&pool->resident_pages, __ATOMIC_RELAXED) >
+		    pool->high)
+		vmo__pool_charge_slow(pool);
+}
+/* Make the object's pages [pg, end) the next victims (VMO_ADV_DONTNEED):
+ * vmo__obj_make_cold clears their references and moves the object's hand,
+ * vmo__pool_cold also moves the pool's hand to the object. */
+VMO__HIDDEN void vmo__obj_make_cold(struct vmo *obj, uint64_t pg,
+				    uint64_t end);
+VMO__HIDDEN void vmo__pool_cold(struct vmo *obj, uint64_t pg, uint64_t end);
 
 /* ---------------------------------------------------------------- object */
 
@@ -156,10 +252,24 @@ struct vmo {
 	struct vmo__ptable pt; /* (o) */
 	uint64_t nresident;    /* (o) */
 	uint64_t ndirty;       /* (o) */
+	uint64_t nswapped;     /* (o) pages SWAPPED */
 	struct vmo__mapping *maps; /* (o) list of live mappings */
 	uint64_t nmaps;        /* (o) */
+	bool track;            /* (c) dirty state matters: write-back
+				  objects, and writable objects of a pool
+				  with a budget (eviction must know what
+				  differs from the backing copy) */
 	bool wmapped;          /* (o) writable mapping existed since the last
 				  sync (dirty tracking without WP_ASYNC) */
+	unsigned nlocked;      /* (o) live VMO_MAP_LOCKED mappings */
+	int wb_error;          /* (o) eviction failed to write back since
+				  the last vmo_sync: its next result */
+
+	/* reclaim (reclaim.c) */
+	struct vmo *ring_next, *ring_prev; /* (P) the pool's object ring */
+	uint64_t hand_pg;      /* (o) the clock hand's page in this object */
+	unsigned pins;         /* (P) sweeps using the object */
+	bool unlinked;         /* (P) left the ring (being destroyed) */
 
 	/* statistics (a) */
 	uint64_t st_faults, st_filled, st_preads, st_pread_bytes, st_pwrites,
@@ -183,7 +293,12 @@ static inline bool vmo__obj_stale(const vmo_t *o)
  * sleeps: it returns VMO__RUN_BUSY (and *k = 0) if page pg is FILLING.
  * Returns the class, or -ENOMEM.
  */
-enum { VMO__RUN_FILL = 1, VMO__RUN_RESIDENT = 2, VMO__RUN_BUSY = 3 };
+enum {
+	VMO__RUN_FILL = 1,     /* ABSENT pages: fill from the pager/zeros */
+	VMO__RUN_RESIDENT = 2,
+	VMO__RUN_BUSY = 3,
+	VMO__RUN_SWAPIN = 4,   /* SWAPPED pages: fill from their slots */
+};
 VMO__HIDDEN int vmo__obj_claim(vmo_t *obj, uint64_t pg, uint64_t n,
 			       uint64_t *k, bool *waited);
 /* Count k pages filled by the pager (negative: take back a count). */
@@ -196,6 +311,17 @@ VMO__HIDDEN bool vmo__obj_filling(vmo_t *obj, uint64_t pg);
 VMO__HIDDEN void vmo__obj_fill_done(vmo_t *obj, uint64_t pg, uint64_t k,
 				    bool ok,
 				    const struct vmo__mapping *installed_in);
+/* Read claimed SWAPPED pages [pg, pg+k) from their slots into buf.  No
+ * lock may be held (the slots are stable: the pages are FILLING, ours).
+ * 0 or -EIO. */
+VMO__HIDDEN int vmo__obj_swap_read(vmo_t *obj, uint64_t pg, uint64_t k,
+				   void *buf);
+/* Evict up to `want` pages of obj starting the scan at its clock hand
+ * (reclaim.c drives it).  No lock held on entry.  *scanned gets the pages
+ * looked at; returns pages evicted.  Sets *wrapped when the scan reached
+ * the end of the object. */
+VMO__HIDDEN uint64_t vmo__obj_evict(vmo_t *obj, uint64_t want,
+				    uint64_t *scanned, bool *wrapped);
 /* Run the pager for pages [pg, pg+k) into buf (k*PS bytes).  No lock may
  * be held.  Returns 0 or -EIO.  Counts pager statistics. */
 VMO__HIDDEN int vmo__pager_read(vmo_t *obj, uint64_t pg, uint64_t k,
@@ -213,6 +339,9 @@ static inline bool vmo__obj_zero_fill(const vmo_t *o)
 	return o->kind == VMO_KIND_ANON;
 }
 
+/* A page of zeros VMO__FILL_SUB pages long (never written). */
+extern VMO__HIDDEN char vmo__zeros[];
+
 /* Mapping list maintenance (obj->lock taken inside). */
 VMO__HIDDEN void vmo__obj_add_mapping(vmo_t *obj, struct vmo__mapping *m);
 /* Harvest dirty bits of m's range into the object, then unlink it. */
@@ -223,11 +352,12 @@ VMO__HIDDEN void vmo__obj_harvest_locked(vmo_t *obj, struct vmo__mapping *m,
 					 uintptr_t addr, uint64_t len);
 
 /* Harvest writes logged for object pages [pg, pg+n) in tracked mapping m
- * (takes obj->lock).  Called before installing entries into holes: an
+ * (obj->lock held).  Called before installing entries into holes: an
  * empty entry of a tracked mapping may be the only record of a write (the
  * kernel zapped a written entry), and installing one would erase it. */
-VMO__HIDDEN void vmo__obj_harvest_pages(vmo_t *obj, struct vmo__mapping *m,
-					uint64_t pg, uint64_t n);
+VMO__HIDDEN void vmo__obj_harvest_pages_locked(vmo_t *obj,
+					       struct vmo__mapping *m,
+					       uint64_t pg, uint64_t n);
 
 /* ----------------------------------------------------------------- space */
 
@@ -257,6 +387,7 @@ struct vmo__mapping {
 	unsigned busy;        /* (a) handlers using this struct; it is freed
 				 only when 0 after removal (drain_cv) */
 	int dead;             /* (a) removed from the space */
+	bool locked;          /* (c) VMO_MAP_LOCKED: pages never evicted */
 	struct vmo__mapping *obj_next, *obj_prev; /* (o) */
 };
 
@@ -371,6 +502,9 @@ VMO__HIDDEN int vmo__sys_scan_written(uintptr_t start, uintptr_t end,
 				      void (*cb)(void *arg, uintptr_t s,
 						 uintptr_t e),
 				      void *arg);
+struct iovec;
+/* MADV_DONTNEED on n ranges, batched where the kernel allows. */
+VMO__HIDDEN void vmo__sys_zap(const struct iovec *iov, size_t n);
 VMO__HIDDEN int vmo__sys_pread_full(int fd, void *buf, size_t len,
 				    uint64_t off, size_t *got);
 VMO__HIDDEN int vmo__sys_pwrite_full(int fd, const void *buf, size_t len,
@@ -383,7 +517,13 @@ VMO__HIDDEN unsigned vmo__log2_bucket(uint64_t ns);
  * one may call code that uses another: IO for copies to and from callers,
  * FILL for pager fills and write-back.  A slot's buffer moves when a
  * larger one is asked for. */
-enum { VMO__SCRATCH_IO, VMO__SCRATCH_FILL, VMO__SCRATCH_SLOTS };
+enum {
+	VMO__SCRATCH_IO,
+	VMO__SCRATCH_FILL,
+	VMO__SCRATCH_EVICT, /* eviction's save buffer (may run inside a fill
+			       or a write, see vmo__pool_charge) */
+	VMO__SCRATCH_SLOTS
+};
 VMO__HIDDEN void *vmo__scratch(int slot, size_t len);
 
 #endif /* VMO_INTERNAL_H */

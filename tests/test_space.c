@@ -289,7 +289,7 @@ TEST(map_rejects_unknown_flags)
 	vmo_t *o;
 	OK(vmo_create(e.pool, 16 * PG, 0, &o));
 	void *a = NULL;
-	unsigned bad[] = {0x4, 0x100, 0x80000000u,
+	unsigned bad[] = {0x10, 0x100, 0x80000000u,
 			  VMO_MAP_POPULATE | 0x8};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		CHECK_ERR(vmo_map(e.sp, o, 0, PG, PROT_READ, bad[i], &a),
