@@ -79,8 +79,13 @@ static inline bool readable(uint8_t b)
  */
 static int pg_set(vmo_t *o, uint64_t pg, uint8_t old, uint8_t nv)
 {
-	if ((nv & PG_SLOT) && (nv & PG_DIRTY))
-		nv &= (uint8_t)~PG_SLOT; /* the slot's copy is stale now */
+	/* The slot's copy of a dirtied page is stale: free it, but only once
+	 * the content is in memory for good.  A FILLING page may be
+	 * harvested dirty before its filler has read the slot (its entry
+	 * reads as written); fill_done frees the slot then. */
+	if ((nv & PG_SLOT) && (nv & PG_DIRTY) && counts_resident(nv) &&
+	    PG_STATE(nv) != PG_FILLING)
+		nv &= (uint8_t)~PG_SLOT;
 	uint32_t slot = (old & PG_SLOT) && !(nv & PG_SLOT)
 				? vmo__pt_slot(&o->pt, pg)
 				: 0;
@@ -594,61 +599,54 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 	char *scratch = vmo__scratch(VMO__SCRATCH_IO, IO_CHUNK);
 	if (!scratch)
 		return -ENOMEM;
+	/*
+	 * Copy the readable prefix of each chunk under obj->lock (so a
+	 * decommit or an eviction is either wholly before or after it), and
+	 * fill what is missing at most max_fill pages at a time with no lock
+	 * held.  Copying what is there before filling more guarantees
+	 * progress under a budget smaller than the chunk: pages filled for
+	 * us cannot all be evicted again before we look.  Anonymous holes
+	 * read as zeros (pread of a memfd hole returns zeros and allocates
+	 * nothing); swapped pages are brought back.
+	 */
 	uint64_t pos = off, end = off + len;
 	while (pos < end) {
 		uint64_t cend = MIN(end, (pos & ~(PS - 1)) + IO_CHUNK);
 		uint64_t pg = pos / PS, pge = (cend + PS - 1) / PS;
-		for (;;) {
-			/* Anonymous holes read as zeros: pread of a memfd
-			 * hole returns zeros and allocates nothing.  Swapped
-			 * pages come back first. */
-			if (!vmo__obj_zero_fill(o)) {
-				r = ensure_resident(o, pg, pge);
-				if (r)
-					return r;
-			}
-			pthread_mutex_lock(&o->lock);
-			bool all = true;
-			uint64_t p = pg;
-			for (; p < pge; p++) {
-				uint8_t b = vmo__pt_get(&o->pt, p);
-				if (!readable_by_read(o, b)) {
-					all = false;
-					break;
-				}
-				if (readable(b) && !(b & PG_REF))
-					(void)pg_set(o, p, b, b | PG_REF);
-			}
-			if (!all && vmo__obj_zero_fill(o)) {
-				/* bring in the run of swapped pages at p */
-				uint64_t q = p + 1;
-				while (q < pge && PG_STATE(vmo__pt_get(
-							  &o->pt, q)) ==
-							  PG_SWAPPED)
-					q++;
-				pthread_mutex_unlock(&o->lock);
-				r = ensure_resident(o, p, q);
-				if (r)
-					return r;
-				continue;
-			}
-			if (all) {
-				size_t got;
-				r = vmo__sys_pread_full(o->memfd, scratch,
-							cend - pos, pos, &got);
-				if (!r && got < cend - pos)
-					memset(scratch + got, 0,
-					       cend - pos - got);
-			}
-			pthread_mutex_unlock(&o->lock);
-			if (all)
+		pthread_mutex_lock(&o->lock);
+		uint64_t p = pg;
+		for (; p < pge; p++) {
+			uint8_t b = vmo__pt_get(&o->pt, p);
+			if (!readable_by_read(o, b))
 				break;
-			/* decommitted meanwhile: fill again */
+			if (readable(b) && !(b & PG_REF))
+				(void)pg_set(o, p, b, b | PG_REF);
 		}
+		if (p == pg) {
+			/* page pg is missing: fill a run from it */
+			uint64_t q = p + 1;
+			uint8_t st = PG_STATE(vmo__pt_get(&o->pt, p));
+			uint64_t lim = MIN(pge, p + MIN(o->pool->max_fill,
+							(uint64_t)RUN_PAGES));
+			while (q < lim &&
+			       PG_STATE(vmo__pt_get(&o->pt, q)) == st)
+				q++;
+			pthread_mutex_unlock(&o->lock);
+			r = ensure_resident(o, p, q);
+			if (r)
+				return r;
+			continue;
+		}
+		uint64_t ce = MIN(cend, p * PS);
+		size_t got;
+		r = vmo__sys_pread_full(o->memfd, scratch, ce - pos, pos, &got);
+		if (!r && got < ce - pos)
+			memset(scratch + got, 0, ce - pos - got);
+		pthread_mutex_unlock(&o->lock);
 		if (r)
 			return r;
-		memcpy((char *)buf + (pos - off), scratch, cend - pos);
-		pos = cend;
+		memcpy((char *)buf + (pos - off), scratch, ce - pos);
+		pos = ce;
 	}
 	return 0;
 }
@@ -788,8 +786,10 @@ static void harvest_cb(void *arg, uintptr_t s, uintptr_t e)
 		uint64_t pg = (a - h->m->addr + h->m->off) / PS;
 		uint8_t b = vmo__pt_get(&o->pt, pg);
 		/* FILLING counts: a page is mapped (and may be written)
-		 * before its filler marks it RESIDENT */
-		if (PG_STATE(b) != PG_ABSENT && !(b & PG_DIRTY))
+		 * before its filler marks it RESIDENT.  Pages not in memory
+		 * (ABSENT, SWAPPED) cannot have been written: an empty entry
+		 * over them says nothing */
+		if (counts_resident(b) && !(b & PG_DIRTY))
 			pg_set(o, pg, b, b | PG_DIRTY);
 	}
 }
@@ -832,7 +832,7 @@ static void mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
 	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
 		uint8_t b = vmo__pt_get(&o->pt, p);
-		if (PG_STATE(b) != PG_ABSENT && !(b & PG_DIRTY))
+		if (counts_resident(b) && !(b & PG_DIRTY))
 			pg_set(o, p, b, b | PG_DIRTY);
 	}
 }

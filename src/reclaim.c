@@ -45,7 +45,9 @@
 /* Pages the reclaimer evicts per sweep call; pages a direct reclaim adds
  * beyond what the budget needs, so that the next fills find room. */
 #define RECLAIM_BATCH 256u
-#define DIRECT_EXTRA 16u
+#define DIRECT_EXTRA 16u /* (at most budget/8: with a budget of two
+			    pages, evicting both would livelock an
+			    access that spans them) */
 
 void vmo__pool_link(vmo_pool_t *p, vmo_t *o)
 {
@@ -151,7 +153,8 @@ void vmo__pool_charge_slow(vmo_pool_t *p)
 	if (ATOMIC_LOAD(&p->over) && p->reclaimer_running)
 		return;
 	ATOMIC_INC(&p->st_direct);
-	sweep(p, MIN(res - p->budget + DIRECT_EXTRA, (uint64_t)RECLAIM_BATCH));
+	uint64_t extra = MIN((uint64_t)DIRECT_EXTRA, p->budget / 8);
+	sweep(p, MIN(res - p->budget + extra, (uint64_t)RECLAIM_BATCH));
 	note_budget(p);
 }
 
