@@ -69,10 +69,10 @@ static int budget_setup(vmo_pool_t *p, const vmo_pool_options_t *o)
 		return -EINVAL;
 	b /= PS;
 	uint64_t gap = b >= 4 ? MAX(b / 64, 1) : 0;
-	uint64_t high = hi ? hi / PS : b - gap;
+	/* a watermark given alone moves the default of the other so the
+	 * pair stays ordered */
+	uint64_t high = hi ? hi / PS : MAX(b - gap, lo / PS);
 	uint64_t low = lo ? lo / PS : (high > gap ? high - gap : high);
-	if (hi && !lo && low > high)
-		low = high;
 	if (low > high || high > b)
 		return -EINVAL;
 	p->budget = b;
