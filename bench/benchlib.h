@@ -118,6 +118,37 @@ static inline long bench_env_long(const char *name, long dflt)
 	return s && *s ? strtol(s, NULL, 0) : dflt;
 }
 
+/*
+ * Section selection.  BENCH_ONLY is a comma-separated list of section
+ * names (e.g. BENCH_ONLY=evict-zipf,ooc-seq); bench_want(name) is true
+ * when BENCH_ONLY is unset or empty, or lists `name` as one of its items
+ * (whole items only: "ooc-seq" does not select "seq").
+ */
+static inline bool bench_want(const char *name)
+{
+	const char *only = getenv("BENCH_ONLY");
+	if (!only || !*only)
+		return true;
+	size_t n = strlen(name);
+	for (const char *p = only; *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return false;
+}
+
+/* Repetitions: BENCH_ROUNDS if set, else dflt; clamped to [1, 64]. */
+static inline int bench_rounds(int dflt)
+{
+	long r = bench_env_long("BENCH_ROUNDS", dflt);
+	return r < 1 ? 1 : r > 64 ? 64 : (int)r;
+}
+
 /* ------------------------------------------------------------ timing */
 
 static inline uint64_t bench_now_ns(void)
@@ -423,6 +454,38 @@ static inline uint64_t bench_ctxsw(pid_t tid)
 	}
 	fclose(f);
 	return n;
+}
+
+/* CPU time thread tid of this process has used so far, ns, and (wait_ns
+ * not NULL) the time it spent runnable but waiting for a CPU (from
+ * /proc/self/task/<tid>/schedstat; 0 if unavailable). */
+static inline uint64_t bench_thread_cpu_ns(pid_t tid, uint64_t *wait_ns)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)tid);
+	unsigned long long ns = 0, wt = 0;
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (fscanf(f, "%llu %llu", &ns, &wt) != 2)
+			ns = wt = 0;
+		fclose(f);
+	}
+	if (wait_ns)
+		*wait_ns = wt;
+	return ns;
+}
+
+/* Name thread tid of this process (at most 15 characters), so that
+ * perf, top and /proc tell the library's threads apart. */
+static inline void bench_name_thread(pid_t tid, const char *name)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)tid);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return;
+	fputs(name, f);
+	fclose(f);
 }
 
 /* Peak resident set of this process, MiB (includes mapped memfd pages,

@@ -77,6 +77,10 @@ VMO_API const char *vmo_strerror(int err);
 
 /* -------------------------------------------------------------------- pool */
 
+/* Smallest non-zero frame budget: 4 pages (a string move between two
+ * mappings, both operands across a page boundary). */
+#define VMO_MIN_BUDGET (4ull * VMO_PAGE_SIZE)
+
 typedef struct vmo_pool_options {
 	size_t size;    /* sizeof(vmo_pool_options_t): lets the struct grow */
 	unsigned flags; /* must be 0 */
@@ -88,7 +92,11 @@ typedef struct vmo_pool_options {
 	 * written back first; pages of anonymous and VMO_FILE_PRIVATE
 	 * objects go to swap.  A page whose only copy is in memory is never
 	 * dropped: without swap (or with swap full) such pages stay and the
-	 * pool runs over budget, counted in vmo_pool_stats_t. */
+	 * pool runs over budget, counted in vmo_pool_stats_t.  At least
+	 * VMO_MIN_BUDGET: one instruction may need that many pages mapped at
+	 * once, and a budget that cannot hold them could never let it
+	 * complete.  A pool's threads that all fault at once need about
+	 * that much each. */
 	uint64_t budget_bytes;
 	/* Swap file for anonymous and VMO_FILE_PRIVATE pages: created (mode
 	 * 0600) if absent, and then removed when the pool goes away; an
@@ -102,9 +110,12 @@ typedef struct vmo_pool_options {
 	 * starts evicting when resident frames exceed high_watermark_bytes
 	 * and stops below low_watermark_bytes, in batches, off the fault
 	 * path; only a fill that would exceed the budget itself reclaims
-	 * synchronously.  Defaults: high = budget - budget/64, low = budget -
-	 * budget/32 (at least one page apart while the budget allows).
-	 * Need low <= high <= budget. */
+	 * synchronously.  Defaults: high = budget - gap, low = high - gap,
+	 * gap = the larger of budget/64 and two fills' worth (a fill claims
+	 * at most min(budget/8, 2 MiB)), capped at budget/8; for a 100 MiB
+	 * budget 4 MiB.  Budgets under 4 pages get no gap.  A watermark
+	 * given alone moves the other's default.  Need low <= high <=
+	 * budget. */
 	uint64_t low_watermark_bytes;
 	uint64_t high_watermark_bytes;
 } vmo_pool_options_t;
@@ -113,7 +124,8 @@ typedef struct vmo_pool_options {
  * Create a pool.  opts may be NULL for defaults (no budget, no swap).
  * Errors: -EINVAL  opts->size is 0 or larger than this library knows with
  *                  non-zero unknown tail bytes, opts->flags is not 0, a
- *                  byte count not page aligned, swap_bytes == 0 with a
+ *                  byte count not page aligned, a budget below
+ *                  VMO_MIN_BUDGET, swap_bytes == 0 with a
  *                  swap_path (or swap_bytes without one), watermarks out
  *                  of order or set without a budget;
  *         -EFBIG   swap_bytes above 2^44 (2^32 slots);
@@ -156,8 +168,9 @@ typedef struct vmo_pool_stats {
 				      budget because nothing could be
 				      evicted (all busy, locked, or only
 				      copies with swap missing or full) */
-	uint64_t swap_full_events; /* dirty pages kept because swap was
-				      full or missing */
+	uint64_t swap_full_events; /* dirty anonymous / private pages that
+				      eviction had to keep because swap was
+				      full or missing (per page and attempt) */
 	uint64_t ref_clears;       /* referenced pages given a second
 				      chance (their entries zapped to
 				      sample the next reference) */

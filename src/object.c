@@ -154,6 +154,7 @@ static int obj_new(vmo_pool_t *pool, uint64_t size, enum vmo__kind kind,
 	o->npages = size / PS;
 	o->memfd = fd;
 	o->file_fd = -1;
+	o->eof_pg = UINT64_MAX;
 	o->refs = 1;
 	pthread_mutex_init(&o->lock, NULL);
 	pthread_cond_init(&o->cv, NULL);
@@ -237,6 +238,11 @@ int vmo_create_file(vmo_pool_t *pool, int fd, uint64_t offset, uint64_t size,
 		o->writable = acc == O_RDWR && !(fl & O_APPEND);
 		o->writeback = o->writable;
 	}
+	/* A writable shared file whose end falls inside a page of the
+	 * object: bytes written past the end live only in memory (they are
+	 * never written back), so eviction keeps that page. */
+	if (o->writeback && o->file_valid % PS)
+		o->eof_pg = o->file_valid / PS;
 	obj_publish(o);
 	*out = o;
 	return 0;
@@ -403,11 +409,18 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 		n = MIN(n, o->pool->max_fill);
 		while (i < n && PG_STATE(b = vmo__pt_get(&o->pt, pg + i)) ==
 					st) {
+			/* Referenced: the page asked for, and pages that come
+			 * back after an eviction (they proved to be needed).
+			 * The rest of a cluster is a guess: if it is used
+			 * without a fault it is evicted on the hand's first
+			 * pass, like a read-ahead page on Linux's inactive
+			 * list, and a refault marks it. */
+			bool back = (b & (PG_EVICTED | PG_SLOT)) != 0;
+			uint8_t ref = (i == 0 || back) ? PG_REF : 0;
 			if (pg_set(o, pg + i, b,
-				   (uint8_t)(PG_FILLING | (b & PG_SLOT))))
+				   (uint8_t)(PG_FILLING | ref | (b & PG_SLOT))))
 				break;
-			if (b & (PG_EVICTED | PG_SLOT))
-				refaults++;
+			refaults += back;
 			i++;
 		}
 		cls = !i ? -ENOMEM
@@ -448,14 +461,13 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
 		 * faulting thread before we get here), written, and harvested
 		 * as DIRTY: keep that bit.  A page read from swap keeps its
 		 * slot as a clean copy (unless dirtied: pg_set drops it); a
-		 * failed swap-in leaves the page in swap.  Fresh pages count
-		 * as referenced (one sweep of grace).  Cannot fail: the
-		 * leaves exist. */
+		 * failed swap-in leaves the page in swap.  PG_REF was decided
+		 * at claim.  Cannot fail: the leaves exist. */
 		uint8_t b = vmo__pt_get(&o->pt, pg + i);
 		uint8_t nv;
 		if (ok)
-			nv = (uint8_t)(PG_RESIDENT | PG_REF |
-				       (b & (PG_DIRTY | PG_SLOT)));
+			nv = (uint8_t)(PG_RESIDENT |
+				       (b & (PG_DIRTY | PG_SLOT | PG_REF)));
 		else
 			nv = (b & PG_SLOT) ? (uint8_t)(PG_SWAPPED | PG_SLOT)
 					   : PG_ABSENT;
@@ -681,7 +693,12 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 		return -ENOMEM;
 	uint64_t pos = off, end = off + len;
 	while (pos < end) {
-		uint64_t cend = MIN(end, (pos & ~(PS - 1)) + IO_CHUNK);
+		/* An unaligned head page is a chunk of its own, so that no
+		 * chunk needs two pages filled before it can be written: a
+		 * budget of a few pages could evict one while filling the
+		 * other, forever. */
+		uint64_t cend = MIN(end, (pos & ~(PS - 1)) +
+					      (pos % PS ? PS : IO_CHUNK));
 		uint64_t pg = pos / PS, pge = (cend + PS - 1) / PS;
 		/* copy in first, with no lock held: buf may be a mapping */
 		memcpy(scratch, (const char *)buf + (pos - off), cend - pos);
@@ -1013,7 +1030,7 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
  *      released (hole punched: every mapping loses them) and they become
  *      ABSENT (refetched from the pager or zeros) or SWAPPED.
  */
-#define EVICT_MAX 64u   /* victims per batch */
+#define EVICT_MAX 128u  /* victims per batch */
 #define SCAN_MAX 2048u  /* resident pages looked at per call */
 #define REFS_MAX 512u   /* second chances given per call */
 #define ZAP_IOV 128u
@@ -1173,9 +1190,9 @@ static void save_to_swap(vmo_t *o, const uint64_t *dl, size_t nd, char *buf,
 					  : 0;
 		if (!got) {
 			/* swap full (or none): these pages stay */
+			ATOMIC_ADD(&pool->st_swap_full, nd - i);
 			for (; i < nd; i++)
 				evict_undo(o, dl[i]);
-			ATOMIC_INC(&pool->st_swap_full);
 			return;
 		}
 		int r = read_victims(o, dl + i, got, buf);
@@ -1256,6 +1273,13 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 		}
 		if ((b & PG_DIRTY) && !o->writeback && !pool->swap) {
 			/* its only copy is here and there is no swap */
+			ATOMIC_INC(&pool->st_swap_full);
+			p++;
+			continue;
+		}
+		if (p == o->eof_pg) {
+			/* bytes past end of file in this page are never
+			 * written back: its only copy is in memory */
 			p++;
 			continue;
 		}

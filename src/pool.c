@@ -65,10 +65,22 @@ static int budget_setup(vmo_pool_t *p, const vmo_pool_options_t *o)
 		return -EINVAL;
 	if (!b && (lo || hi))
 		return -EINVAL;
+	/* One instruction may need several pages mapped at once (a string
+	 * move across page boundaries of two mappings needs four); with
+	 * fewer frames than that, filling one page evicts another it needs
+	 * and the instruction never completes. */
+	if (b && b < VMO_MIN_BUDGET)
+		return -EINVAL;
 	if ((o->swap_path != NULL) != (o->swap_bytes != 0))
 		return -EINVAL;
 	b /= PS;
-	uint64_t gap = b >= 4 ? MAX(b / 64, 1) : 0;
+	/* one fill may take max_fill pages at once, and two fill at a time
+	 * in a sequential scan (handler and read-ahead worker): the
+	 * reclaimer's band must be wider than that, or fills overshoot the
+	 * budget and reclaim on the fault path */
+	uint64_t max_fill = b ? MAX(MIN(b / 8, (uint64_t)512), 1) : UINT64_MAX;
+	uint64_t gap = b >= 4 ? MAX(MAX(b / 64, 1), MIN(2 * max_fill, b / 8))
+			      : 0;
 	/* a watermark given alone moves the default of the other so the
 	 * pair stays ordered */
 	uint64_t high = hi ? hi / PS : MAX(b - gap, lo / PS);
@@ -80,7 +92,7 @@ static int budget_setup(vmo_pool_t *p, const vmo_pool_options_t *o)
 	p->low = low;
 	/* one fill may take a small part of the budget at most, so a tiny
 	 * budget still works (a fault-around cluster shrinks to 1 page) */
-	p->max_fill = b ? MAX(MIN(b / 8, (uint64_t)512), 1) : UINT64_MAX;
+	p->max_fill = max_fill;
 	return 0;
 }
 

@@ -39,6 +39,7 @@
  */
 #include "vmo_internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -127,11 +128,14 @@ static uint64_t sweep(vmo_pool_t *p, uint64_t want)
 	return got;
 }
 
-static void note_budget(vmo_pool_t *p)
+/* After a sweep that evicted `got` pages: the pool is stuck over budget
+ * when it is above it and the sweep found nothing at all to evict.  Each
+ * entry into that state is one over-budget event. */
+static void note_budget(vmo_pool_t *p, uint64_t got)
 {
-	bool over = ATOMIC_LOAD(&p->resident_pages) > p->budget;
-	bool was = __atomic_exchange_n(&p->over, over, __ATOMIC_RELAXED);
-	if (over && !was)
+	bool stuck = !got && ATOMIC_LOAD(&p->resident_pages) > p->budget;
+	bool was = __atomic_exchange_n(&p->over, stuck, __ATOMIC_RELAXED);
+	if (stuck && !was)
 		ATOMIC_INC(&p->st_over_budget);
 }
 
@@ -147,15 +151,15 @@ void vmo__pool_charge_slow(vmo_pool_t *p)
 	if (res <= p->budget)
 		return;
 	/* The budget itself is exceeded: the reclaimer is behind.  Evict
-	 * here, a bounded amount, never waiting; when nothing can go (the
-	 * pool is known to be stuck over budget), do not rescan on every
-	 * fill: the reclaimer keeps trying. */
+	 * here what the budget needs, never waiting; when the last sweep
+	 * found nothing at all to evict (the pool is stuck over budget), do
+	 * not rescan on every fill: the reclaimer keeps trying and clears
+	 * the state when it evicts again. */
 	if (ATOMIC_LOAD(&p->over) && p->reclaimer_running)
 		return;
 	ATOMIC_INC(&p->st_direct);
 	uint64_t extra = MIN((uint64_t)DIRECT_EXTRA, p->budget / 8);
-	sweep(p, MIN(res - p->budget + extra, (uint64_t)RECLAIM_BATCH));
-	note_budget(p);
+	note_budget(p, sweep(p, res - p->budget + extra));
 }
 
 void vmo__pool_cold(vmo_t *o, uint64_t pg, uint64_t end)
@@ -173,6 +177,11 @@ void vmo__pool_cold(vmo_t *o, uint64_t pg, uint64_t end)
 static void *reclaimer_main(void *arg)
 {
 	vmo_pool_t *p = arg;
+	/* Background work: run on idle CPU time only, so that a faulting
+	 * thread or a handler woken on this CPU preempts us at once.  When
+	 * there is no idle time, fills past the budget reclaim directly. */
+	struct sched_param sp = {.sched_priority = 0};
+	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
 	pthread_mutex_lock(&p->lock);
 	while (!__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
 		uint64_t res = ATOMIC_LOAD(&p->resident_pages);
@@ -187,15 +196,16 @@ static void *reclaimer_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		bool stuck = false;
 		while ((res = ATOMIC_LOAD(&p->resident_pages)) > p->low) {
-			if (!sweep(p, MIN(res - p->low,
-					  (uint64_t)RECLAIM_BATCH))) {
+			uint64_t got = sweep(p, MIN(res - p->low,
+						    (uint64_t)RECLAIM_BATCH));
+			note_budget(p, got);
+			if (!got) {
 				stuck = true;
 				break;
 			}
 			if (__atomic_load_n(&p->stop, __ATOMIC_RELAXED))
 				break;
 		}
-		note_budget(p);
 		pthread_mutex_lock(&p->lock);
 		if (stuck && !__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
 			/* nothing evictable now: pages may become evictable

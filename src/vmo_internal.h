@@ -240,6 +240,9 @@ struct vmo {
 	uint64_t file_off;     /* file offset of object offset 0 */
 	uint64_t file_valid;   /* object bytes backed by the file; beyond:
 				  zeros, never written back */
+	uint64_t eof_pg;       /* page holding end of file of a write-back
+				  file object, never evicted (its tail lives
+				  only in memory); UINT64_MAX if none */
 	/* user pager (c) */
 	vmo_pager_ops_t ops;
 	void *ctx;

@@ -147,6 +147,72 @@ static inline vmo_pool_stats_t pstat(vmo_pool_t *pool)
 	return st;
 }
 
+/* ----------------------------------------------------------- self-paging */
+
+/*
+ * An already unlinked temporary file for swap, named for vmo_pool_create
+ * by "/proc/self/fd/N": the library opens it as an existing file (so it
+ * neither creates nor removes anything), and nothing is left behind even
+ * when a test fails half way.  Close *fd once the pool exists (the pool
+ * holds its own descriptor).
+ */
+static inline const char *temp_swap(char path[32], int *fd)
+{
+	char tmpl[] = "/tmp/vmoswapXXXXXX";
+	*fd = mkstemp(tmpl);
+	if (*fd < 0)
+		FAIL("mkstemp: %s", strerror(errno));
+	unlink(tmpl);
+	snprintf(path, 32, "/proc/self/fd/%d", *fd);
+	return path;
+}
+
+/* A pool with a budget of budget_pages (0: none) and, if swap_pages > 0,
+ * a temporary swap file of that many pages. */
+static inline vmo_pool_t *pool_budget(uint64_t budget_pages,
+				      uint64_t swap_pages)
+{
+	vmo_pool_options_t po;
+	memset(&po, 0, sizeof po);
+	po.size = sizeof po;
+	po.budget_bytes = budget_pages * PG;
+	char path[32];
+	int fd = -1;
+	if (swap_pages) {
+		po.swap_path = temp_swap(path, &fd);
+		po.swap_bytes = swap_pages * PG;
+	}
+	vmo_pool_t *p = NULL;
+	OK(vmo_pool_create(&po, &p));
+	if (fd >= 0)
+		close(fd);
+	return p;
+}
+
+/* pool_budget() plus a space with `threads` handlers (0: default). */
+static inline struct env env_budget(unsigned threads, uint64_t budget_pages,
+				    uint64_t swap_pages)
+{
+	struct env e;
+	e.pool = pool_budget(budget_pages, swap_pages);
+	vmo_space_options_t so = {.size = sizeof so, .handler_threads = threads};
+	OK(vmo_space_create(e.pool, &so, &e.sp));
+	return e;
+}
+
+/* Wait until the pool holds at most `limit` resident pages (the reclaimer
+ * works in the background), for at most ~10 s; returns the last
+ * statistics, for the caller to check. */
+static inline vmo_pool_stats_t pool_settle(vmo_pool_t *p, uint64_t limit)
+{
+	vmo_pool_stats_t st = pstat(p);
+	for (int i = 0; i < 10000 && st.resident_pages > limit; i++) {
+		usleep(1000);
+		st = pstat(p);
+	}
+	return st;
+}
+
 /*
  * A space with one handler thread and a barrier mapping.  drain() takes a
  * fault on a fresh barrier page: when it returns, the single handler has

@@ -148,7 +148,7 @@ unsigned vmo__log2_bucket(uint64_t ns)
 #define UIO_MAXIOV 1024
 #endif
 #ifndef PIDFD_SELF_THREAD_GROUP
-#define PIDFD_SELF_THREAD_GROUP (-20000)
+#define PIDFD_SELF_THREAD_GROUP (-10001) /* uapi/linux/pidfd.h, 6.14 */
 #endif
 static int pmadv_ok = 1; /* 1 untested/usable, 0 unsupported */
 
