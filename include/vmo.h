@@ -110,12 +110,10 @@ typedef struct vmo_pool_options {
 	 * starts evicting when resident frames exceed high_watermark_bytes
 	 * and stops below low_watermark_bytes, in batches, off the fault
 	 * path; only a fill that would exceed the budget itself reclaims
-	 * synchronously.  Defaults: high = budget - gap, low = high - gap,
-	 * gap = the larger of budget/64 and two fills' worth (a fill claims
-	 * at most min(budget/8, 2 MiB)), capped at budget/8; for a 100 MiB
-	 * budget 4 MiB.  Budgets under 4 pages get no gap.  A watermark
-	 * given alone moves the other's default.  Need low <= high <=
-	 * budget. */
+	 * synchronously.  Defaults: high = budget - budget/64, low = high -
+	 * budget/64 (at least one page apart).  A watermark given alone
+	 * moves the other's default.  Need low <= high <= budget.  (A fill
+	 * claims at most min(budget/8, 2 MiB) at once.) */
 	uint64_t low_watermark_bytes;
 	uint64_t high_watermark_bytes;
 } vmo_pool_options_t;

@@ -39,7 +39,6 @@
  */
 #include "vmo_internal.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -177,11 +176,10 @@ void vmo__pool_cold(vmo_t *o, uint64_t pg, uint64_t end)
 static void *reclaimer_main(void *arg)
 {
 	vmo_pool_t *p = arg;
-	/* Background work: run on idle CPU time only, so that a faulting
-	 * thread or a handler woken on this CPU preempts us at once.  When
-	 * there is no idle time, fills past the budget reclaim directly. */
-	struct sched_param sp = {.sched_priority = 0};
-	pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+	/* Normal priority on purpose: SCHED_IDLE was tried (faulting
+	 * threads would preempt it at once) and measured no better, and a
+	 * starved reclaimer holding an object's lock would stall that
+	 * object's faults. */
 	pthread_mutex_lock(&p->lock);
 	while (!__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
 		uint64_t res = ATOMIC_LOAD(&p->resident_pages);
