@@ -81,8 +81,12 @@ static int budget_setup(vmo_pool_t *p, const vmo_pool_options_t *o)
 	uint64_t gap = b >= 4 ? MAX(b / 64, 1) : 0;
 	/* a watermark given alone moves the default of the other so the
 	 * pair stays ordered */
-	uint64_t high = hi ? hi / PS : MAX(b - gap, lo / PS);
-	uint64_t low = lo ? lo / PS : (high > gap ? high - gap : high);
+	/* and the defaults never reclaim below the minimum budget: an
+	 * instruction may need that many pages at once */
+	uint64_t min = b ? VMO_MIN_BUDGET / PS : 0;
+	uint64_t high = hi ? hi / PS : MAX(MAX(b - gap, lo / PS), min);
+	uint64_t low = lo ? lo / PS
+			  : MIN(MAX(high > gap ? high - gap : high, min), high);
 	if (low > high || high > b)
 		return -EINVAL;
 	p->budget = b;

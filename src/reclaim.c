@@ -88,18 +88,20 @@ void vmo__pool_unlink(vmo_pool_t *p, vmo_t *o)
 }
 
 /*
- * Evict up to `want` pages, moving the hand through the ring.  Gives up
+ * Evict up to `want` pages, moving the hand through the ring, and stop
+ * early once the pool is at or below `floor` pages (objects freed or
+ * decommitted meanwhile: evicting more would only cost refaults).  Gives up
  * after two revolutions' worth of scanning without reaching `want` (by
  * then every page was offered twice: once to lose its reference, once to
  * go) or after visiting every object twice without finding a resident
  * page.  Returns pages evicted.  No lock held.
  */
-static uint64_t sweep(vmo_pool_t *p, uint64_t want)
+static uint64_t sweep(vmo_pool_t *p, uint64_t want, uint64_t floor)
 {
 	uint64_t got = 0, scanned_total = 0, empty = 0;
 	uint64_t limit = 2 * ATOMIC_LOAD(&p->resident_pages) + 4096;
 	ATOMIC_INC(&p->st_reclaim_runs);
-	while (got < want) {
+	while (got < want && ATOMIC_LOAD(&p->resident_pages) > floor) {
 		pthread_mutex_lock(&p->lock);
 		vmo_t *o = p->hand;
 		if (o)
@@ -158,7 +160,7 @@ void vmo__pool_charge_slow(vmo_pool_t *p)
 		return;
 	ATOMIC_INC(&p->st_direct);
 	uint64_t extra = MIN((uint64_t)DIRECT_EXTRA, p->budget / 8);
-	note_budget(p, sweep(p, res - p->budget + extra));
+	note_budget(p, sweep(p, res - p->budget + extra, p->budget - extra));
 }
 
 void vmo__pool_cold(vmo_t *o, uint64_t pg, uint64_t end)
@@ -195,7 +197,8 @@ static void *reclaimer_main(void *arg)
 		bool stuck = false;
 		while ((res = ATOMIC_LOAD(&p->resident_pages)) > p->low) {
 			uint64_t got = sweep(p, MIN(res - p->low,
-						    (uint64_t)RECLAIM_BATCH));
+						    (uint64_t)RECLAIM_BATCH),
+					     p->low);
 			note_budget(p, got);
 			if (!got) {
 				stuck = true;
