@@ -41,15 +41,6 @@ static void settle(vmo_space_t *sp)
 	}
 }
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 /* The pattern file's content, computed once per test. */
 static unsigned char *pattern_buf(size_t len, uint64_t seed)
 {

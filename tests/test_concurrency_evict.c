@@ -44,14 +44,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 #define TAG_SHIFT 40
 static inline uint64_t tag_of(size_t pg)
@@ -91,25 +83,6 @@ static void check_tags(const unsigned char *buf, size_t pg, const char *what)
 	}
 }
 
-#define SAME(got, exp, n, off, what) \
-	same_((const unsigned char *)(got), (const unsigned char *)(exp), \
-	      (n), (off), (what), __LINE__)
-static void same_(const unsigned char *got, const unsigned char *exp,
-		  size_t n, size_t off, const char *what, int line)
-{
-	if (!memcmp(got, exp, n))
-		return;
-	size_t i = 0;
-	while (got[i] == exp[i])
-		i++;
-	fprintf(stderr,
-		"  %s:%d: %s: byte %zu (page %zu + %zu) is 0x%02x, expected "
-		"0x%02x\n",
-		__FILE__, line, what, off + i, (off + i) / PG, (off + i) % PG,
-		got[i], exp[i]);
-	_exit(1);
-}
-
 typedef void *(*thread_fn)(void *);
 
 static void run_threads(size_t n, thread_fn fn, void *args, size_t argsz)
@@ -126,38 +99,6 @@ static void run_threads(size_t n, thread_fn fn, void *args, size_t argsz)
 
 /* ------------------------------------------------------ a user pager */
 
-struct upager {
-	pthread_mutex_t lock;
-	unsigned char *store; /* (lock) */
-	size_t len;
-	uint64_t writes;      /* (lock) */
-};
-
-static int up_read(void *ctx, uint64_t off, void *buf, size_t len)
-{
-	struct upager *u = ctx;
-	if (off % PG || len % PG || len == 0 || off + len > u->len)
-		FAIL("read callback with bad range %" PRIu64 " +%zu", off, len);
-	pthread_mutex_lock(&u->lock);
-	memcpy(buf, u->store + off, len);
-	pthread_mutex_unlock(&u->lock);
-	return 0;
-}
-
-static int up_write(void *ctx, uint64_t off, const void *buf, size_t len)
-{
-	struct upager *u = ctx;
-	if (off % PG || len % PG || len == 0 || off + len > u->len)
-		FAIL("write callback with bad range %" PRIu64 " +%zu", off,
-		     len);
-	pthread_mutex_lock(&u->lock);
-	memcpy(u->store + off, buf, len);
-	u->writes++;
-	pthread_mutex_unlock(&u->lock);
-	return 0;
-}
-
-static const vmo_pager_ops_t up_ops = {up_read, up_write, NULL};
 
 /* ------------------------------------------ objects of every kind */
 
@@ -195,10 +136,7 @@ static void subject_new(struct subject *sj, vmo_pool_t *p, enum kind k,
 		break;
 	}
 	case K_PAGER:
-		pthread_mutex_init(&sj->u.lock, NULL);
-		sj->u.len = len;
-		sj->u.store = malloc(len);
-		CHECK(sj->u.store != NULL);
+		up_init(&sj->u, len, 0);
 		memcpy(sj->u.store, init, len);
 		OK(vmo_create_pager(p, len, &up_ops, &sj->u, 0, &sj->o));
 		break;
@@ -221,8 +159,7 @@ static void subject_finish(struct subject *sj, const unsigned char *ref)
 		SAME(sj->u.store, ref, sj->len, 0, "pager store after unref");
 		CHECK(sj->u.writes > 0);
 		pthread_mutex_unlock(&sj->u.lock);
-		free(sj->u.store);
-		pthread_mutex_destroy(&sj->u.lock);
+		up_free(&sj->u);
 	}
 }
 

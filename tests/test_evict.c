@@ -29,14 +29,6 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 static void fill_rand(unsigned char *b, size_t n, uint64_t *s)
 {
@@ -46,26 +38,6 @@ static void fill_rand(unsigned char *b, size_t n, uint64_t *s)
 			x = rnd(s);
 		b[i] = (unsigned char)(x >> (8 * (i % 8)));
 	}
-}
-
-/* Compare and, on a difference, fail with the first differing byte. */
-#define SAME(got, exp, n, off, what) \
-	same_((const unsigned char *)(got), (const unsigned char *)(exp), \
-	      (n), (off), (what), __LINE__)
-static void same_(const unsigned char *got, const unsigned char *exp,
-		  size_t n, size_t off, const char *what, int line)
-{
-	if (!memcmp(got, exp, n))
-		return;
-	size_t i = 0;
-	while (got[i] == exp[i])
-		i++;
-	fprintf(stderr,
-		"  %s:%d: %s: byte %zu (page %zu + %zu) is 0x%02x, expected "
-		"0x%02x\n",
-		__FILE__, line, what, off + i, (off + i) / PG, (off + i) % PG,
-		got[i], exp[i]);
-	_exit(1);
 }
 
 static vmo_pool_options_t popts(uint64_t budget, const char *swap,
@@ -157,56 +129,7 @@ static vmo_stats_t push_out(vmo_pool_t *p, vmo_t *target)
 
 /* ------------------------------------------------------ a user pager */
 
-struct upager {
-	pthread_mutex_t lock;
-	unsigned char *store; /* the backing store (lock) */
-	size_t len;
-	int write_err;        /* (lock) errno the write callback returns */
-	uint64_t reads, writes, write_fails; /* (lock) */
-};
 
-static int up_read(void *ctx, uint64_t off, void *buf, size_t len)
-{
-	struct upager *u = ctx;
-	if (off % PG || len % PG || len == 0 || off + len > u->len)
-		FAIL("read callback with bad range %" PRIu64 " +%zu", off, len);
-	pthread_mutex_lock(&u->lock);
-	memcpy(buf, u->store + off, len);
-	u->reads++;
-	pthread_mutex_unlock(&u->lock);
-	return 0;
-}
-
-static int up_write(void *ctx, uint64_t off, const void *buf, size_t len)
-{
-	struct upager *u = ctx;
-	if (off % PG || len % PG || len == 0 || off + len > u->len)
-		FAIL("write callback with bad range %" PRIu64 " +%zu", off,
-		     len);
-	pthread_mutex_lock(&u->lock);
-	if (u->write_err) {
-		u->write_fails++;
-		int e = u->write_err;
-		pthread_mutex_unlock(&u->lock);
-		return -e;
-	}
-	memcpy(u->store + off, buf, len);
-	u->writes++;
-	pthread_mutex_unlock(&u->lock);
-	return 0;
-}
-
-static const vmo_pager_ops_t up_ops = {up_read, up_write, NULL};
-
-static void up_init(struct upager *u, size_t len, uint64_t seed)
-{
-	memset(u, 0, sizeof *u);
-	pthread_mutex_init(&u->lock, NULL);
-	u->len = len;
-	u->store = malloc(len);
-	CHECK(u->store != NULL);
-	pattern_fill(u->store, len, seed, 0);
-}
 
 static void up_set_err(struct upager *u, int err)
 {
@@ -230,11 +153,6 @@ static void up_check(struct upager *u, const unsigned char *ref)
 	pthread_mutex_unlock(&u->lock);
 }
 
-static void up_free(struct upager *u)
-{
-	free(u->store);
-	pthread_mutex_destroy(&u->lock);
-}
 
 /* ------------------------------------------- a reference-checked model */
 

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -292,6 +293,97 @@ static inline int temp_file(size_t len, uint64_t seed)
 	}
 	free(buf);
 	return fd;
+}
+
+/* ------------------------------------------ shared by the eviction tests */
+
+/* xorshift64: a fast, seedable generator (never seed with 0). */
+static inline uint64_t rnd(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+/* Compare and, on a difference, fail with the first differing byte. */
+#define SAME(got, exp, n, off, what) \
+	same_((const unsigned char *)(got), (const unsigned char *)(exp), \
+	      (n), (off), (what), __LINE__)
+static inline void same_(const unsigned char *got, const unsigned char *exp,
+		  size_t n, size_t off, const char *what, int line)
+{
+	if (!memcmp(got, exp, n))
+		return;
+	size_t i = 0;
+	while (got[i] == exp[i])
+		i++;
+	fprintf(stderr,
+		"  %s:%d: %s: byte %zu (page %zu + %zu) is 0x%02x, expected "
+		"0x%02x\n",
+		__FILE__, line, what, off + i, (off + i) / PG, (off + i) % PG,
+		got[i], exp[i]);
+	_exit(1);
+}
+
+/* A user pager over a malloc'd backing store; its write callback can be
+ * made to fail (up_set_err) to test write-back errors. */
+struct upager {
+	pthread_mutex_t lock;
+	unsigned char *store; /* the backing store (lock) */
+	size_t len;
+	int write_err;        /* (lock) errno the write callback returns */
+	uint64_t reads, writes, write_fails; /* (lock) */
+};
+
+static inline int up_read(void *ctx, uint64_t off, void *buf, size_t len)
+{
+	struct upager *u = ctx;
+	if (off % PG || len % PG || len == 0 || off + len > u->len)
+		FAIL("read callback with bad range %" PRIu64 " +%zu", off, len);
+	pthread_mutex_lock(&u->lock);
+	memcpy(buf, u->store + off, len);
+	u->reads++;
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+static inline int up_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+	struct upager *u = ctx;
+	if (off % PG || len % PG || len == 0 || off + len > u->len)
+		FAIL("write callback with bad range %" PRIu64 " +%zu", off,
+		     len);
+	pthread_mutex_lock(&u->lock);
+	if (u->write_err) {
+		u->write_fails++;
+		int e = u->write_err;
+		pthread_mutex_unlock(&u->lock);
+		return -e;
+	}
+	memcpy(u->store + off, buf, len);
+	u->writes++;
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+static const vmo_pager_ops_t up_ops = {up_read, up_write, NULL};
+
+static inline void up_init(struct upager *u, size_t len, uint64_t seed)
+{
+	memset(u, 0, sizeof *u);
+	pthread_mutex_init(&u->lock, NULL);
+	u->len = len;
+	u->store = malloc(len);
+	CHECK(u->store != NULL);
+	pattern_fill(u->store, len, seed, 0);
+}
+
+static inline void up_free(struct upager *u)
+{
+	free(u->store);
+	pthread_mutex_destroy(&u->lock);
 }
 
 static int test_run_one(struct test_case *t, int timeout)
