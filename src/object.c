@@ -14,6 +14,10 @@
  *        +-----------------+                         v    |
  *        +------------- decommit ------------- WRITEBACK -+
  *
+ * Self-paging adds EVICTING (busy: an evictor zaps, saves and releases
+ * the page) and SWAPPED (the content is in a swap slot; a claim fills it
+ * from there): see the eviction section below and docs/design.md.
+ *
  * FILLING and WRITEBACK are busy states: the thread that set them owns the
  * page and runs the pager with no lock held; others wait on obj->cv.  A
  * FILLING page is invisible (nobody maps or reads it), so the pager's read
