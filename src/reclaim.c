@@ -49,16 +49,17 @@
 			    pages, evicting both would livelock an
 			    access that spans them) */
 
+/* The ring is reached through the hand, which is NULL only when the
+ * ring is empty. */
 void vmo__pool_link(vmo_pool_t *p, vmo_t *o)
 {
 	pthread_mutex_lock(&p->lock);
-	if (!p->ring) {
+	vmo_t *h = p->hand;
+	if (!h) {
 		o->ring_next = o->ring_prev = o;
-		p->ring = o;
 		p->hand = o;
 	} else {
 		/* insert behind the hand: visited last */
-		vmo_t *h = p->hand ? p->hand : p->ring;
 		o->ring_next = h;
 		o->ring_prev = h->ring_prev;
 		h->ring_prev->ring_next = o;
@@ -74,12 +75,10 @@ void vmo__pool_unlink(vmo_pool_t *p, vmo_t *o)
 		pthread_cond_wait(&p->done_cv, &p->lock);
 	o->unlinked = true;
 	if (o->ring_next == o) {
-		p->ring = p->hand = NULL;
+		p->hand = NULL;
 	} else {
 		o->ring_prev->ring_next = o->ring_next;
 		o->ring_next->ring_prev = o->ring_prev;
-		if (p->ring == o)
-			p->ring = o->ring_next;
 		if (p->hand == o)
 			p->hand = o->ring_next;
 	}

@@ -156,8 +156,9 @@ struct vmo_pool {
 	uint64_t high, low;        /* (c) watermarks in pages */
 	uint64_t max_fill;         /* (c) longest run one fill may claim */
 	struct vmo__swap *swap;    /* (c) NULL: no swap */
-	struct vmo *ring;          /* (P) objects of the pool, circular */
-	struct vmo *hand;          /* (P) the clock hand's object */
+	struct vmo *hand;          /* (P) the clock hand's object, and the
+				      way into the pool's circular ring of
+				      objects (NULL: no objects) */
 	pthread_cond_t cv;         /* (P) reclaimer wake-up, unpin */
 	pthread_cond_t done_cv;    /* (P) a reclaim batch ended */
 	int kick;                  /* (a) reclaimer wake-up pending */
