@@ -529,6 +529,23 @@ static uint32_t *permutation(uint64_t npages, uint64_t seed)
 	return t;
 }
 
+/* Print the rounds of a figure and of its same-run baseline, their
+ * per-round ratios, and the BENCH line (medians). */
+static void report_vs(const char *name, const double *v, const char *bname,
+		      const double *base, int R, const char *unit)
+{
+	bench_runs(name, v, R, unit);
+	bench_runs(bname, base, R, unit);
+	double per[64];
+	char pname[96];
+	for (int r = 0; r < R; r++)
+		per[r] = v[r] / base[r];
+	snprintf(pname, sizeof pname, "%s per-round-ratio", name);
+	bench_runs(pname, per, R, "x");
+	bench_print_vs(name, bench_median(v, R), unit, bname,
+		       bench_median(base, R));
+}
+
 /* ------------------------------------------------------------ evict-zipf */
 
 /*
@@ -871,14 +888,7 @@ static void section_random(const bench_file_t *f)
 			env_free(&e);
 		}
 	}
-	bench_runs("ooc-random", v, R, "ns/miss");
-	bench_runs("first-touch", base, R, "ns/miss");
-	double per[64];
-	for (int r = 0; r < R; r++)
-		per[r] = v[r] / base[r];
-	bench_runs("ooc-random per-round-ratio", per, R, "x");
-	bench_print_vs("ooc-random", bench_median(v, R), "ns/miss",
-		       "first-touch", bench_median(base, R));
+	report_vs("ooc-random", v, "first-touch", base, R, "ns/miss");
 	note_section("ooc-random", c0);
 	free(tr);
 	free(perm);
@@ -922,14 +932,7 @@ static void section_seq(const bench_file_t *f)
 			env_free(&e);
 		}
 	}
-	bench_runs("ooc-seq", v, R, "ns/page");
-	bench_runs("no-budget", base, R, "ns/page");
-	double per[64];
-	for (int r = 0; r < R; r++)
-		per[r] = v[r] / base[r];
-	bench_runs("ooc-seq per-round-ratio", per, R, "x");
-	bench_print_vs("ooc-seq", bench_median(v, R), "ns/page", "no-budget",
-		       bench_median(base, R));
+	report_vs("ooc-seq", v, "no-budget", base, R, "ns/page");
 	note_section("ooc-seq", c0);
 }
 
@@ -1050,14 +1053,7 @@ static void section_rmw(void)
 			env_free(&e);
 		}
 	}
-	bench_runs("ooc-rmw", v, R, "ns/miss");
-	bench_runs("anon-first-touch", base, R, "ns/miss");
-	double per[64];
-	for (int r = 0; r < R; r++)
-		per[r] = v[r] / base[r];
-	bench_runs("ooc-rmw per-round-ratio", per, R, "x");
-	bench_print_vs("ooc-rmw", bench_median(v, R), "ns/miss",
-		       "anon-first-touch", bench_median(base, R));
+	report_vs("ooc-rmw", v, "anon-first-touch", base, R, "ns/miss");
 	note_section("ooc-rmw", c0);
 	free(tr);
 	free(perm);

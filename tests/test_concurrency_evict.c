@@ -632,50 +632,61 @@ TEST(faults_race_eviction_of_the_same_pages_two_spaces_user_pager)
 	hot_round(K_PAGER, 4, 16, true);
 }
 
-/* ====================================== vmo_sync racing eviction */
+/* ==================== vmo_sync and vmo_decommit racing eviction */
 
-struct syncer {
+/*
+ * Owners work on a write-back object while one more thread keeps calling
+ * vmo_sync (or vmo_decommit) on random ranges, and eviction runs under
+ * both.  Decommit writes dirty pages back before dropping them, so no data
+ * may be lost whatever range it hits; owners then write with vmo_write
+ * only (a write through a mapping racing a decommit of its page may
+ * legitimately be discarded) and read through the mapping and vmo_read.
+ */
+struct racer {
 	struct shared *sh;
 	uint64_t seed;
-	int syncs;
+	int (*op)(vmo_t *, uint64_t, uint64_t);
+	size_t max_pages;   /* ranges of 1..max_pages pages */
+	bool whole;         /* one call in eight covers the whole object */
+	int done;
 };
 
-static void *syncer_main(void *a_)
+static void *racer_main(void *a_)
 {
-	struct syncer *a = a_;
+	struct racer *a = a_;
 	struct shared *sh = a->sh;
 	uint64_t s = a->seed;
 	pthread_barrier_wait(sh->bar);
 	while (!__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE)) {
 		size_t pg = (size_t)(rnd(&s) % sh->npg);
-		size_t n = 1 + (size_t)(rnd(&s) % 64);
+		size_t n = 1 + (size_t)(rnd(&s) % a->max_pages);
 		if (pg + n > sh->npg)
 			n = sh->npg - pg;
-		if (rnd(&s) % 8 == 0) {
+		if (a->whole && rnd(&s) % 8 == 0) {
 			pg = 0;
 			n = sh->npg;
 		}
-		OK(vmo_sync(sh->o, pg * PG, n * PG));
-		a->syncs++;
+		OK(a->op(sh->o, pg * PG, n * PG));
+		a->done++;
 	}
 	return NULL;
 }
 
 struct mixed {
 	struct worker w;
-	struct syncer sy;
-	int role; /* 0 worker, 1 syncer */
+	struct racer r;
+	int role; /* 0 worker, 1 racer */
 };
 
 static void *mixed_main(void *a_)
 {
 	struct mixed *a = a_;
 	if (a->role)
-		return syncer_main(&a->sy);
+		return racer_main(&a->r);
 	return worker_main(&a->w);
 }
 
-static void sync_round(enum kind k, uint64_t seed)
+static void race_round(enum kind k, uint64_t seed, bool decommit)
 {
 	const size_t budget = 64, npg = 640, len = npg * PG;
 	const int nw = NT - 1;
@@ -687,14 +698,17 @@ static void sync_round(enum kind k, uint64_t seed)
 	OK(vmo_map(e.sp, sj.o, 0, len, PROT_READ | PROT_WRITE, 0, &a));
 	pthread_barrier_t bar;
 	pthread_barrier_init(&bar, NULL, NT);
-	struct shared sh = {sj.o, a, NULL, ref, npg, nw, 1500 * SCALE, true, -1, 0,
-			    &bar};
+	struct shared sh = {sj.o, a, NULL, ref, npg, nw, 1500 * SCALE,
+			    !decommit, -1, 0, &bar};
 	struct mixed m[NT];
 	memset(m, 0, sizeof m);
 	for (int i = 0; i < nw; i++)
 		m[i].w = (struct worker){&sh, i, seed * 91 + (uint64_t)i + 1};
 	m[nw].role = 1;
-	m[nw].sy = (struct syncer){&sh, seed * 13, 0};
+	m[nw].r = decommit ? (struct racer){&sh, seed * 17, vmo_decommit, 16,
+					    false, 0}
+			   : (struct racer){&sh, seed * 13, vmo_sync, 64, true,
+					    0};
 	pthread_t th[NT];
 	for (int i = 0; i < NT; i++)
 		CHECK_EQ(pthread_create(&th[i], NULL, mixed_main, &m[i]), 0);
@@ -703,12 +717,13 @@ static void sync_round(enum kind k, uint64_t seed)
 	__atomic_store_n(&sh.stop, 1, __ATOMIC_RELEASE);
 	CHECK_EQ(pthread_join(th[nw], NULL), 0);
 	pthread_barrier_destroy(&bar);
-	CHECK(m[nw].sy.syncs > 0);
+	CHECK(m[nw].r.done > 0);
 
 	check_object(sj.o, a, ref, len);
 	vmo_pool_stats_t ps = pstat(e.pool);
 	CHECK(ps.evictions > 0);
-	CHECK(ps.writebacks > 0);
+	if (!decommit)
+		CHECK(ps.writebacks > 0);
 	CHECK_EQ(ps.writeback_errors, 0);
 	OK(vmo_unmap(e.sp, a, len));
 	subject_finish(&sj, ref);
@@ -718,108 +733,22 @@ static void sync_round(enum kind k, uint64_t seed)
 
 TEST(sync_races_eviction_file_shared)
 {
-	sync_round(K_SHARED, 21);
+	race_round(K_SHARED, 21, false);
 }
 
 TEST(sync_races_eviction_user_pager)
 {
-	sync_round(K_PAGER, 22);
-}
-
-/* ================================== vmo_decommit racing eviction */
-
-/*
- * Write-back objects: decommit writes dirty pages back before it drops
- * them, so no data may be lost whatever range it hits.  Owners write with
- * vmo_write only (a write through a mapping racing a decommit of its page
- * may legitimately be discarded) and read through the mapping and
- * vmo_read; a decommitter drops random ranges all the time.
- */
-struct decommitter {
-	struct shared *sh;
-	uint64_t seed;
-	int done;
-};
-
-static void *decommitter_main(void *a_)
-{
-	struct decommitter *a = a_;
-	struct shared *sh = a->sh;
-	uint64_t s = a->seed;
-	pthread_barrier_wait(sh->bar);
-	while (!__atomic_load_n(&sh->stop, __ATOMIC_ACQUIRE)) {
-		size_t pg = (size_t)(rnd(&s) % sh->npg);
-		size_t n = 1 + (size_t)(rnd(&s) % 16);
-		if (pg + n > sh->npg)
-			n = sh->npg - pg;
-		OK(vmo_decommit(sh->o, pg * PG, n * PG));
-		a->done++;
-	}
-	return NULL;
-}
-
-struct mixed_dc {
-	struct worker w;
-	struct decommitter dc;
-	int role;
-};
-
-static void *mixed_dc_main(void *a_)
-{
-	struct mixed_dc *a = a_;
-	if (a->role)
-		return decommitter_main(&a->dc);
-	return worker_main(&a->w);
-}
-
-static void decommit_writeback_round(enum kind k, uint64_t seed)
-{
-	const size_t budget = 64, npg = 640, len = npg * PG;
-	const int nw = NT - 1;
-	struct env e = env_budget(0, budget, 0);
-	unsigned char *ref = tagged_image(len, seed);
-	struct subject sj;
-	subject_new(&sj, e.pool, k, ref, len);
-	void *a = NULL;
-	OK(vmo_map(e.sp, sj.o, 0, len, PROT_READ | PROT_WRITE, 0, &a));
-	pthread_barrier_t bar;
-	pthread_barrier_init(&bar, NULL, NT);
-	struct shared sh = {sj.o, a, NULL, ref, npg, nw, 1500 * SCALE, false, -1,
-			    0, &bar};
-	struct mixed_dc m[NT];
-	memset(m, 0, sizeof m);
-	for (int i = 0; i < nw; i++)
-		m[i].w = (struct worker){&sh, i, seed * 97 + (uint64_t)i + 1};
-	m[nw].role = 1;
-	m[nw].dc = (struct decommitter){&sh, seed * 17, 0};
-	pthread_t th[NT];
-	for (int i = 0; i < NT; i++)
-		CHECK_EQ(pthread_create(&th[i], NULL, mixed_dc_main, &m[i]), 0);
-	for (int i = 0; i < nw; i++)
-		CHECK_EQ(pthread_join(th[i], NULL), 0);
-	__atomic_store_n(&sh.stop, 1, __ATOMIC_RELEASE);
-	CHECK_EQ(pthread_join(th[nw], NULL), 0);
-	pthread_barrier_destroy(&bar);
-	CHECK(m[nw].dc.done > 0);
-
-	check_object(sj.o, a, ref, len);
-	vmo_pool_stats_t ps = pstat(e.pool);
-	CHECK(ps.evictions > 0);
-	CHECK_EQ(ps.writeback_errors, 0);
-	OK(vmo_unmap(e.sp, a, len));
-	subject_finish(&sj, ref);
-	free(ref);
-	env_free(&e);
+	race_round(K_PAGER, 22, false);
 }
 
 TEST(decommit_races_eviction_file_shared)
 {
-	decommit_writeback_round(K_SHARED, 31);
+	race_round(K_SHARED, 31, true);
 }
 
 TEST(decommit_races_eviction_user_pager)
 {
-	decommit_writeback_round(K_PAGER, 32);
+	race_round(K_PAGER, 32, true);
 }
 
 /*
