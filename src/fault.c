@@ -62,6 +62,7 @@
 #include "sys/uapi.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -152,6 +153,7 @@ static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
 			const void *src, bool wp, int *err)
 {
 	uint64_t done = 0;
+	unsigned again = 0;
 	*err = 0;
 	while (done < len) {
 		long r;
@@ -185,8 +187,18 @@ static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
 			break;
 		if (errno == EAGAIN && n > 0)
 			continue; /* partial progress: go on from there */
-		if (errno == EINTR || (errno == EAGAIN && n <= 0))
+		if (errno == EINTR)
 			continue;
+		/* EAGAIN without progress: the address space is changing
+		 * (a mapping being converted to the sync set, clone.c, has
+		 * an mremap event pending on this uffd).  The event is read
+		 * by this very thread once it goes back to read(2), so give
+		 * up rather than spin: callers store the pages into the memfd
+		 * or wake the faulting thread, which faults again. */
+		if (errno == EAGAIN && ++again < 64) {
+			sched_yield();
+			continue;
+		}
 		*err = errno;
 		break;
 	}
@@ -213,7 +225,10 @@ struct target {
 	uintptr_t base;   /* address of object page 0 in this mapping */
 	uint64_t pg_lo;   /* object pages mapped: [pg_lo, pg_hi) */
 	uint64_t pg_hi;
-	bool wp;
+	int set;          /* uffd set (VMO__SET_*) */
+	bool track_wp;    /* async set, write-logged: install protected */
+	bool sync_wp;     /* sync set, registered for write-protect: install
+			     protected where vmo__obj_wp_needed says so */
 	uintptr_t reg_base;  /* stripes: see vmo__uffd_of */
 	unsigned shift;
 	struct vmo__mapping *m;
@@ -223,7 +238,17 @@ struct target {
 static inline int t_uffd(vmo_space_t *s, const struct target *t, uintptr_t a,
 			 uintptr_t *end)
 {
-	return vmo__uffd_of(s, t->reg_base, t->shift, a, end);
+	return vmo__uffd_of(s, t->set, t->reg_base, t->shift, a, end);
+}
+
+/* Install freshly filled pages of t's object write-protected?  They are
+ * clean, so: in a write-logged mapping always, in a sync-set mapping when
+ * the object tracks dirty pages or has copy-on-write relations. */
+static inline bool fill_wp(const struct target *t)
+{
+	if (t->track_wp)
+		return true;
+	return t->sync_wp && vmo__obj_wp_needed(t->obj, PG_FILLING);
 }
 
 /* Revalidate under space->lock (read): is the mapping still there, and
@@ -259,9 +284,10 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	vmo_t *o = t->obj;
 	int fd = t_uffd(s, t, t->base + pg * PS, NULL); /* one stripe */
 	bool zero = vmo__obj_zero_fill(o) && !swapin;
-	/* a tracked mapping needs its zero pages write-protected: copy
-	 * them from the zero buffer instead (ZEROPAGE has no WP mode) */
-	bool zcopy = zero && t->wp;
+	bool wp = fill_wp(t);
+	/* pages installed write-protected cannot come from UFFDIO_ZEROPAGE
+	 * (it has no WP mode): copy them from the zero buffer instead */
+	bool zcopy = zero && wp;
 	uint64_t sub = zero && !zcopy ? k : VMO__FILL_SUB;
 	uint64_t done = 0, mapped = 0;
 	bool gone = false;
@@ -294,7 +320,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		if (cover)
 			got = install(fd, zero && !zcopy ? INST_ZERO : INST_COPY,
 				      a, cover * PS, zcopy ? vmo__zeros : buf,
-				      t->wp, &err) / PS;
+				      wp, &err) / PS;
 		pthread_rwlock_unlock(&s->lock);
 		if (!cover)
 			gone = true;
@@ -388,6 +414,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			return 0;
 		int err = 0;
 		uint64_t got = 0;
+		bool wp = false;
 		if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN)
 			return fill_run(s, t, pg, k, fault,
 					cls == VMO__RUN_SWAPIN, buf, st);
@@ -400,11 +427,20 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		uint64_t cover = revalidate(s, t, pg, k);
 		if (cover) {
 			pthread_mutex_lock(&o->lock);
+			/* a run of mappable pages that all want the same
+			 * protection */
 			uint64_t c = 0;
-			while (c < cover &&
-			       vmo__pg_mappable(vmo__pt_get(&o->pt, pg + c)))
+			uint16_t b0 = vmo__pt_get(&o->pt, pg);
+			wp = t->track_wp ||
+			     (t->sync_wp && vmo__obj_wp_needed(o, b0));
+			while (c < cover) {
+				uint16_t b = vmo__pt_get(&o->pt, pg + c);
+				if (!vmo__pg_mappable(b) ||
+				    (t->sync_wp && vmo__obj_wp_needed(o, b) != wp))
+					break;
 				c++;
-			if (c && t->wp)
+			}
+			if (c && t->track_wp)
 				vmo__obj_harvest_pages_locked(o, t->m, pg, c);
 			if (!c) {
 				/* evicted or decommitted meanwhile */
@@ -417,7 +453,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		uint64_t a = 0;
 		while (cover && a < cover) {
 			got = install(fd, INST_CONT, faddr + a * PS,
-				      (cover - a) * PS, NULL, t->wp, &err) / PS;
+				      (cover - a) * PS, NULL, wp, &err) / PS;
 			OWNER_ADD(&st->mapped, got);
 			a += got;
 			if (!err)
@@ -446,6 +482,45 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	}
 }
 
+/*
+ * A write to a write-protected page of a sync-set mapping: do what the
+ * first write to the page must be preceded by (copy-on-write work for an
+ * object with clone relations: clone.c; the dirty mark of a tracked
+ * object) and unprotect the page -- and with it the rest of a sequential
+ * stream's cluster, so that a writer sweeping a snapshotted object takes
+ * one fault per cluster, not per page.  Space lock (read) held across, so
+ * the mapping cannot change under the unprotect; the object work is done
+ * under obj->lock with the install (vmo__obj_write_fault).
+ */
+static void resolve_wp(vmo_space_t *s, struct vmo__handler *h,
+		       struct target *t, uint64_t pg, uint64_t w,
+		       struct vmo__hstats *st)
+{
+	uintptr_t faddr = t->base + pg * PS, send;
+	int fd = t_uffd(s, t, faddr, &send);
+	uint64_t n = MIN(MIN(w, t->pg_hi - pg), (send - faddr) / PS);
+	int64_t k;
+	for (;;) {
+		pthread_rwlock_rdlock(&s->lock);
+		uint64_t cover = revalidate(s, t, pg, n);
+		k = cover ? vmo__obj_write_fault(t->obj, t->m, pg, cover, fd,
+						 faddr)
+			  : 0;
+		pthread_rwlock_unlock(&s->lock);
+		if (k != -EAGAIN)
+			break;
+		/* its filler has not settled the page: wait for it with no
+		 * lock held, then look again */
+		vmo__obj_wait_settled(t->obj, pg);
+	}
+	if (k > 1)
+		OWNER_ADD(&st->clusters, 1);
+	if (k <= 0)
+		/* gone, evicted or decommitted meanwhile, or the unprotect
+		 * could not be done now: the thread faults again */
+		uffd_wake(h->uffd, faddr, PS);
+}
+
 /* Look up addr and fill *t.  Space lock held for reading. */
 static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 		      uint64_t *pg)
@@ -459,7 +534,9 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->base = m->addr - m->off;
 	t->pg_lo = m->off / PS;
 	t->pg_hi = (m->off + m->len) / PS;
-	t->wp = m->track_wp;
+	t->set = m->set;
+	t->track_wp = m->track_wp;
+	t->sync_wp = m->sync_wp;
 	t->reg_base = m->reg_base;
 	t->shift = m->stripe_shift;
 	*pg = (addr - t->base) / PS;
@@ -638,6 +715,12 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 		return;
 	}
 	ATOMIC_INC(&t.obj->st_faults);
+	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+		resolve_wp(s, h, &t, pg, w, st);
+		target_put(s, &t);
+		OWNER_ADD(&st->lat[vmo__log2_bucket(vmo__now_ns() - t0)], 1);
+		return;
+	}
 	if (ahead != UINT64_MAX && ahead < t.pg_hi)
 		read_ahead(s, &t, slot, pg, ahead, h->buf, st);
 	int64_t r = resolve_run(s, &t, pg, w, true, false, h->buf, st);

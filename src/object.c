@@ -43,6 +43,7 @@
 #include "sys/uapi.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -58,21 +59,21 @@
 /* For the counters a claimed (FILLING) page is resident already: its
  * frame is being committed, and counting it at claim time means a thread
  * whose fault was just resolved finds its page counted. */
-static inline bool counts_resident(uint8_t b)
+static inline bool counts_resident(uint16_t b)
 {
-	uint8_t s = PG_STATE(b);
+	uint16_t s = PG_STATE(b);
 	return s != PG_ABSENT && s != PG_SWAPPED;
 }
 
-static inline bool st_resident(uint8_t b)
+static inline bool st_resident(uint16_t b)
 {
 	return vmo__pg_mappable(b);
 }
 
 /* Is the content of page b in the memfd and stable under obj->lock? */
-static inline bool readable(uint8_t b)
+static inline bool readable(uint16_t b)
 {
-	uint8_t s = PG_STATE(b);
+	uint16_t s = PG_STATE(b);
 	return s == PG_RESIDENT || s == PG_WRITEBACK || s == PG_EVICTING;
 }
 
@@ -81,7 +82,7 @@ static inline bool readable(uint8_t b)
  * Swap slots follow the byte: a page that is dirtied, or leaves the SLOT
  * flag behind, gives its slot back here and nowhere else.
  */
-static int pg_set(vmo_t *o, uint64_t pg, uint8_t old, uint8_t nv)
+static int pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 {
 	/* The slot's copy of a dirtied page is stale: free it, but only once
 	 * the content is in memory for good.  A FILLING page may be
@@ -89,7 +90,10 @@ static int pg_set(vmo_t *o, uint64_t pg, uint8_t old, uint8_t nv)
 	 * reads as written); fill_done frees the slot then. */
 	if ((nv & PG_SLOT) && (nv & PG_DIRTY) && counts_resident(nv) &&
 	    PG_STATE(nv) != PG_FILLING)
-		nv &= (uint8_t)~PG_SLOT;
+		nv &= (uint16_t)~PG_SLOT;
+	/* a page out of the memfd has no page-table entry anywhere */
+	if (!counts_resident(nv))
+		nv &= (uint16_t)~PG_WPOFF;
 	uint32_t slot = (old & PG_SLOT) && !(nv & PG_SLOT)
 				? vmo__pt_slot(&o->pt, pg)
 				: 0;
@@ -341,24 +345,56 @@ uint64_t vmo_size(const vmo_t *obj)
  * added to pages that no mapping can have mapped yet (they were FILLING or
  * ABSENT under obj->lock), so a logged write is never cleared here.
  */
-static void wp_range(struct vmo__mapping *m, uint64_t s, uint64_t e)
+/*
+ * Write-protect object bytes [s, e) in mapping m (the part it maps).
+ * 0, or -EAGAIN when the address space was changing (a conversion's
+ * mremap event is pending on one of m's uffds, clone.c) and the caller
+ * must drop its locks and retry.  obj->lock held.
+ */
+int vmo__map_protect(struct vmo__mapping *m, uint64_t s, uint64_t e)
 {
 	uint64_t ms = MAX(s, m->off), me = MIN(e, m->off + m->len);
 	if (ms >= me)
-		return;
+		return 0;
 	uintptr_t a = m->addr + (ms - m->off), ae = a + (me - ms);
 	while (a < ae) {
 		uintptr_t se;
-		int fd = vmo__uffd_of(m->space, m->reg_base, m->stripe_shift,
-				      a, &se);
+		int fd = vmo__uffd_of(m->space, m->set, m->reg_base,
+				      m->stripe_shift, a, &se);
 		se = MIN(se, ae);
 		struct uffdio_writeprotect wp = {
 			.range = {a, se - a},
+			/* (not DONTWAKE: the kernel refuses it with WP) */
 			.mode = UFFDIO_WRITEPROTECT_MODE_WP,
 		};
-		ioctl(fd, UFFDIO_WRITEPROTECT, &wp);
+		if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) != 0 && errno == EAGAIN)
+			return -EAGAIN;
 		a = se;
 	}
+	return 0;
+}
+
+static void wp_range(struct vmo__mapping *m, uint64_t s, uint64_t e)
+{
+	/* markers on pages no mapping can have written yet (see above):
+	 * an async-set mapping's uffd never has an mremap event pending */
+	(void)vmo__map_protect(m, s, e);
+}
+
+/* Write-protect pages [pg, end) in every sync-set mapping registered for
+ * it, and note that they are: WPOFF goes.  0 or -EAGAIN (retry with the
+ * lock dropped).  obj->lock held. */
+static int protect_sync(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next)
+		if (m->sync_wp && vmo__map_protect(m, pg * PS, end * PS))
+			return -EAGAIN;
+	for (uint64_t p = pg; p < end; p++) {
+		uint16_t b = vmo__pt_get(&o->pt, p);
+		if (b & PG_WPOFF)
+			pg_set(o, p, b, b & (uint16_t)~PG_WPOFF);
+	}
+	return 0;
 }
 
 /* Mark pages [pg, pg+n) write-protected in every tracked mapping but
@@ -395,7 +431,7 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 {
 	int cls;
 	pthread_mutex_lock(&o->lock);
-	uint8_t b, st;
+	uint16_t b, st;
 	while ((st = PG_STATE(b = vmo__pt_get(&o->pt, pg))) == PG_FILLING ||
 	       st == PG_EVICTING) {
 		if (!waited) {
@@ -420,9 +456,9 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 			 * pass, like a read-ahead page on Linux's inactive
 			 * list, and a refault marks it. */
 			bool back = (b & (PG_EVICTED | PG_SLOT)) != 0;
-			uint8_t ref = (i == 0 || back) ? PG_REF : 0;
+			uint16_t ref = (i == 0 || back) ? PG_REF : 0;
 			if (pg_set(o, pg + i, b,
-				   (uint8_t)(PG_FILLING | ref | (b & PG_SLOT))))
+				   (uint16_t)(PG_FILLING | ref | (b & PG_SLOT))))
 				break;
 			refaults += back;
 			i++;
@@ -446,6 +482,14 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 	return cls;
 }
 
+void vmo__obj_wait_settled(vmo_t *o, uint64_t pg)
+{
+	pthread_mutex_lock(&o->lock);
+	while (PG_STATE(vmo__pt_get(&o->pt, pg)) == PG_FILLING)
+		wait_locked(o);
+	pthread_mutex_unlock(&o->lock);
+}
+
 bool vmo__obj_filling(vmo_t *o, uint64_t pg)
 {
 	pthread_mutex_lock(&o->lock);
@@ -467,18 +511,57 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
 		 * slot as a clean copy (unless dirtied: pg_set drops it); a
 		 * failed swap-in leaves the page in swap.  PG_REF was decided
 		 * at claim.  Cannot fail: the leaves exist. */
-		uint8_t b = vmo__pt_get(&o->pt, pg + i);
-		uint8_t nv;
+		uint16_t b = vmo__pt_get(&o->pt, pg + i);
+		uint16_t nv;
 		if (ok)
-			nv = (uint8_t)(PG_RESIDENT |
+			nv = (uint16_t)(PG_RESIDENT |
 				       (b & (PG_DIRTY | PG_SLOT | PG_REF)));
 		else
-			nv = (b & PG_SLOT) ? (uint8_t)(PG_SWAPPED | PG_SLOT)
+			nv = (b & PG_SLOT) ? (uint16_t)(PG_SWAPPED | PG_SLOT)
 					   : PG_ABSENT;
 		(void)pg_set(o, pg + i, b, nv);
 	}
 	wake_waiters(o);
 	pthread_mutex_unlock(&o->lock);
+}
+
+int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
+			     uint64_t n, int fd, uintptr_t addr)
+{
+	(void)m;
+	pthread_mutex_lock(&o->lock);
+	uint16_t b = vmo__pt_get(&o->pt, pg);
+	if (PG_STATE(b) == PG_FILLING) {
+		/* installed, not yet settled by its filler, which needs the
+		 * space lock we hold: let the thread fault again */
+		pthread_mutex_unlock(&o->lock);
+		return -EAGAIN;
+	}
+	uint64_t k = 0;
+	while (k < n && vmo__pg_mappable(vmo__pt_get(&o->pt, pg + k)))
+		k++;
+	bool fam = __atomic_load_n(&o->fam, __ATOMIC_RELAXED);
+	for (uint64_t i = 0; i < k; i++) {
+		uint16_t c = vmo__pt_get(&o->pt, pg + i), nv = c;
+		if (o->track)
+			nv |= PG_DIRTY;
+		if (fam)
+			nv |= PG_WPOFF;
+		if (nv != c)
+			pg_set(o, pg + i, c, nv);
+	}
+	int64_t r = (int64_t)k;
+	if (k) {
+		/* unprotect (and wake) under obj->lock: a write-back that
+		 * cleans the page and protects it again must come wholly
+		 * before or after */
+		struct uffdio_writeprotect wp = {.range = {addr, k * PS},
+						 .mode = 0};
+		if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) != 0)
+			r = errno == EAGAIN ? 0 : -errno;
+	}
+	pthread_mutex_unlock(&o->lock);
+	return r;
 }
 
 void vmo__obj_count_filled(vmo_t *o, int64_t k)
@@ -591,7 +674,7 @@ static int check_pages(const vmo_t *o, uint64_t off, uint64_t len)
 /* May vmo_read copy page b from the memfd as it is (obj->lock held)?
  * Anonymous holes and zero fills read as zeros; a page coming back from
  * swap does not. */
-static bool readable_by_read(const vmo_t *o, uint8_t b)
+static bool readable_by_read(const vmo_t *o, uint16_t b)
 {
 	if (readable(b))
 		return true;
@@ -632,7 +715,7 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 		pthread_mutex_lock(&o->lock);
 		uint64_t p = pg;
 		for (; p < pge; p++) {
-			uint8_t b = vmo__pt_get(&o->pt, p);
+			uint16_t b = vmo__pt_get(&o->pt, p);
 			if (!readable_by_read(o, b))
 				break;
 			if (readable(b) && !(b & PG_REF))
@@ -641,7 +724,7 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 		if (p == pg) {
 			/* page pg is missing: fill a run from it */
 			uint64_t q = p + 1;
-			uint8_t st = PG_STATE(vmo__pt_get(&o->pt, p));
+			uint16_t st = PG_STATE(vmo__pt_get(&o->pt, p));
 			uint64_t lim = MIN(pge, p + MIN(o->pool->max_fill,
 							(uint64_t)RUN_PAGES));
 			while (q < lim &&
@@ -668,7 +751,7 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 }
 
 /* Is page pg of the object only partly covered by [pos, end)? */
-static bool needs_fill_before_write(const vmo_t *o, uint8_t b)
+static bool needs_fill_before_write(const vmo_t *o, uint16_t b)
 {
 	return PG_STATE(b) == PG_SWAPPED ||
 	       (PG_STATE(b) == PG_ABSENT && !vmo__obj_zero_fill(o));
@@ -712,7 +795,7 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 			uint64_t busy = pge, pfill = pge;
 			for (uint64_t p = vmo__pt_next_used(&o->pt, pg, pge);
 			     p < pge; p = vmo__pt_next_used(&o->pt, p + 1, pge)) {
-				uint8_t s = PG_STATE(vmo__pt_get(&o->pt, p));
+				uint16_t s = PG_STATE(vmo__pt_get(&o->pt, p));
 				if (s == PG_FILLING || s == PG_WRITEBACK ||
 				    s == PG_EVICTING) {
 					busy = p;
@@ -747,20 +830,20 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 		/* (a swapped page overwritten whole keeps its slot until the
 		 * write succeeded: the slot is its only copy) */
 		for (uint64_t p = pg; p < pge && !r; p++) {
-			uint8_t b = vmo__pt_get(&o->pt, p);
+			uint16_t b = vmo__pt_get(&o->pt, p);
 			if (PG_STATE(b) == PG_ABSENT || PG_STATE(b) == PG_SWAPPED)
 				r = pg_set(o, p, b,
-					   (uint8_t)(PG_FILLING | (b & PG_SLOT)));
+					   (uint16_t)(PG_FILLING | (b & PG_SLOT)));
 		}
 		if (!r)
 			r = vmo__sys_pwrite_full(o->memfd, scratch, cend - pos,
 						 pos);
 		for (uint64_t p = pg; p < pge; p++) {
-			uint8_t b = vmo__pt_get(&o->pt, p);
+			uint16_t b = vmo__pt_get(&o->pt, p);
 			if (PG_STATE(b) == PG_FILLING) {
 				if (!r)
 					protect_new_pages(o, p, 1, NULL);
-				uint8_t undo = (b & PG_SLOT)
+				uint16_t undo = (b & PG_SLOT)
 						       ? PG_SWAPPED | PG_SLOT
 						       : PG_ABSENT;
 				pg_set(o, p, b,
@@ -805,7 +888,7 @@ static void harvest_cb(void *arg, uintptr_t s, uintptr_t e)
 	vmo_t *o = h->obj;
 	for (uintptr_t a = s; a < e; a += PS) {
 		uint64_t pg = (a - h->m->addr + h->m->off) / PS;
-		uint8_t b = vmo__pt_get(&o->pt, pg);
+		uint16_t b = vmo__pt_get(&o->pt, pg);
 		/* FILLING counts: a page is mapped (and may be written)
 		 * before its filler marks it RESIDENT.  Pages not in memory
 		 * (ABSENT, SWAPPED) cannot have been written: an empty entry
@@ -852,7 +935,7 @@ static void mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
 {
 	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
-		uint8_t b = vmo__pt_get(&o->pt, p);
+		uint16_t b = vmo__pt_get(&o->pt, p);
 		if (counts_resident(b) && !(b & PG_DIRTY))
 			pg_set(o, p, b, b | PG_DIRTY);
 	}
@@ -893,7 +976,7 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 	harvest_range(o, pg, end);
 	uint64_t p = pg;
 	while ((p = vmo__pt_next_used(&o->pt, p, end)) < end) {
-		uint8_t b = vmo__pt_get(&o->pt, p);
+		uint16_t b = vmo__pt_get(&o->pt, p);
 		if (PG_STATE(b) == PG_WRITEBACK || PG_STATE(b) == PG_EVICTING ||
 		    (PG_STATE(b) == PG_FILLING && (b & PG_DIRTY))) {
 			/* another sync or an evictor owns it, or its filler
@@ -908,11 +991,23 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 		/* a run of dirty resident pages */
 		uint64_t k = 0;
 		while (k < RUN_PAGES && p + k < end) {
-			uint8_t c = vmo__pt_get(&o->pt, p + k);
+			uint16_t c = vmo__pt_get(&o->pt, p + k);
 			if (PG_STATE(c) != PG_RESIDENT || !(c & PG_DIRTY))
 				break;
-			pg_set(o, p + k, c, PG_WRITEBACK);
 			k++;
+		}
+		/* sync-set mappings see a page's next write only if it is
+		 * protected again before it is cleaned */
+		if (protect_sync(o, p, p + k) != 0) {
+			pthread_mutex_unlock(&o->lock);
+			sched_yield();
+			pthread_mutex_lock(&o->lock);
+			continue;
+		}
+		for (uint64_t i = 0; i < k; i++) {
+			uint16_t c = vmo__pt_get(&o->pt, p + i);
+			pg_set(o, p + i, c,
+			       (uint16_t)(PG_WRITEBACK | (c & PG_COPY)));
 		}
 		size_t got = 0;
 		int r = vmo__sys_pread_full(o->memfd, buf, k * PS, p * PS, &got);
@@ -921,7 +1016,7 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 			r = vmo__pager_write(o, p, k, buf);
 		pthread_mutex_lock(&o->lock);
 		for (uint64_t i = 0; i < k; i++) {
-			uint8_t c = vmo__pt_get(&o->pt, p + i);
+			uint16_t c = vmo__pt_get(&o->pt, p + i);
 			pg_set(o, p + i, c,
 			       PG_RESIDENT | (r ? PG_DIRTY : 0) | (c & PG_DIRTY));
 		}
@@ -971,7 +1066,7 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 			harvest_range(o, pg, end);
 		for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 		     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
-			uint8_t b = vmo__pt_get(&o->pt, p);
+			uint16_t b = vmo__pt_get(&o->pt, p);
 			if (PG_STATE(b) == PG_FILLING ||
 			    PG_STATE(b) == PG_WRITEBACK ||
 			    PG_STATE(b) == PG_EVICTING) {
@@ -997,7 +1092,7 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 		uint64_t n = 0;
 		for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 		     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
-			uint8_t b = vmo__pt_get(&o->pt, p);
+			uint16_t b = vmo__pt_get(&o->pt, p);
 			if (st_resident(b))
 				n++;
 			pg_set(o, p, b, PG_ABSENT);
@@ -1110,7 +1205,7 @@ static void harvest_pages(vmo_t *o, const uint64_t *pgs, size_t n)
 	}
 	if (o->wmapped)
 		for (size_t i = 0; i < n; i++) {
-			uint8_t b = vmo__pt_get(&o->pt, pgs[i]);
+			uint16_t b = vmo__pt_get(&o->pt, pgs[i]);
 			if (!(b & PG_DIRTY))
 				pg_set(o, pgs[i], b, b | PG_DIRTY);
 		}
@@ -1120,9 +1215,9 @@ static void harvest_pages(vmo_t *o, const uint64_t *pgs, size_t n)
  * not retry it at once).  obj->lock held. */
 static void evict_undo(vmo_t *o, uint64_t pg)
 {
-	uint8_t b = vmo__pt_get(&o->pt, pg);
+	uint16_t b = vmo__pt_get(&o->pt, pg);
 	pg_set(o, pg, b,
-	       (uint8_t)(PG_RESIDENT | PG_REF | (b & (PG_DIRTY | PG_SLOT))));
+	       (uint16_t)(PG_RESIDENT | PG_REF | (b & (PG_DIRTY | PG_SLOT))));
 }
 
 /* pread victims pgs[0..n) from the memfd into buf, one call per run of
@@ -1164,8 +1259,8 @@ static void save_to_pager(vmo_t *o, const uint64_t *dl, size_t nd, char *buf,
 				evict_undo(o, dl[x]);
 				continue;
 			}
-			uint8_t b = vmo__pt_get(&o->pt, dl[x]);
-			pg_set(o, dl[x], b, b & (uint8_t)~PG_DIRTY);
+			uint16_t b = vmo__pt_get(&o->pt, dl[x]);
+			pg_set(o, dl[x], b, b & (uint16_t)~PG_DIRTY);
 			keep[(*nk)++] = dl[x];
 		}
 		if (r) {
@@ -1211,9 +1306,9 @@ static void save_to_swap(vmo_t *o, const uint64_t *dl, size_t nd, char *buf,
 				evict_undo(o, pg);
 				continue;
 			}
-			uint8_t b = vmo__pt_get(&o->pt, pg);
+			uint16_t b = vmo__pt_get(&o->pt, pg);
 			pg_set(o, pg, b,
-			       (uint8_t)((b & (uint8_t)~PG_DIRTY) | PG_SLOT));
+			       (uint16_t)((b & (uint16_t)~PG_DIRTY) | PG_SLOT));
 			keep[(*nk)++] = pg;
 		}
 		if (!r)
@@ -1259,7 +1354,7 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 			p = 0;
 			break;
 		}
-		uint8_t b = vmo__pt_get(&o->pt, p);
+		uint16_t b = vmo__pt_get(&o->pt, p);
 		steps++;
 		if (PG_STATE(b) != PG_RESIDENT) {
 			p++;
@@ -1271,7 +1366,7 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 			continue;
 		}
 		if (b & PG_REF) {
-			pg_set(o, p, b, b & (uint8_t)~PG_REF);
+			pg_set(o, p, b, b & (uint16_t)~PG_REF);
 			refl[nref++] = p++;
 			continue;
 		}
@@ -1288,7 +1383,7 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 			continue;
 		}
 		pg_set(o, p, b,
-		       (uint8_t)(PG_EVICTING | (b & (PG_DIRTY | PG_SLOT))));
+		       (uint16_t)(PG_EVICTING | (b & (PG_DIRTY | PG_SLOT))));
 		vic[nv++] = p++;
 	}
 	o->hand_pg = p;
@@ -1333,10 +1428,10 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 				evict_undo(o, rel[x]);
 				continue;
 			}
-			uint8_t b = vmo__pt_get(&o->pt, rel[x]);
+			uint16_t b = vmo__pt_get(&o->pt, rel[x]);
 			pg_set(o, rel[x], b,
-			       (b & PG_SLOT) ? (uint8_t)(PG_SWAPPED | PG_SLOT)
-					     : (uint8_t)(PG_ABSENT | PG_EVICTED));
+			       (b & PG_SLOT) ? (uint16_t)(PG_SWAPPED | PG_SLOT)
+					     : (uint16_t)(PG_ABSENT | PG_EVICTED));
 		}
 		if (ok)
 			evicted += j - i;
@@ -1356,9 +1451,9 @@ void vmo__obj_make_cold(vmo_t *o, uint64_t pg, uint64_t end)
 	pthread_mutex_lock(&o->lock);
 	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
-		uint8_t b = vmo__pt_get(&o->pt, p);
+		uint16_t b = vmo__pt_get(&o->pt, p);
 		if (b & PG_REF)
-			pg_set(o, p, b, b & (uint8_t)~PG_REF);
+			pg_set(o, p, b, b & (uint16_t)~PG_REF);
 	}
 	o->hand_pg = pg;
 	pthread_mutex_unlock(&o->lock);
@@ -1383,7 +1478,7 @@ void vmo__obj_add_mapping(vmo_t *o, struct vmo__mapping *m)
 	o->nmaps++;
 	if (m->locked)
 		o->nlocked++;
-	if ((m->prot & PROT_WRITE) && o->track && !m->track_wp)
+	if ((m->prot & PROT_WRITE) && o->track && !m->track_wp && !m->sync_wp)
 		o->wmapped = true;
 	if (m->track_wp)
 		for_each_used_run(o, m->off / PS, (m->off + m->len) / PS,

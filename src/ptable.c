@@ -1,14 +1,14 @@
 /*
- * ptable.c — the per-object page table: a sparse radix tree of state bytes.
+ * ptable.c — the per-object page table: a sparse radix tree of state words.
  *
- * What it owns: one byte of state per page of an object (see
+ * What it owns: one 16-bit word of state per page of an object (see
  * vmo_internal.h for the encoding), stored in leaves of 512 pages (2 MiB of
  * object) under interior nodes of 512 slots.  The height is fixed at
  * creation from the object size, so a 1 GiB object has one interior level
  * and a 256 TiB object four; lookups are a handful of dependent loads.
  *
- * Invariants: a leaf exists iff at least one of its bytes is non-zero (a
- * leaf whose last byte returns to 0 is freed, and so is an interior node
+ * Invariants: a leaf exists iff at least one of its words is non-zero (a
+ * leaf whose last word returns to 0 is freed, and so is an interior node
  * that loses its last child); hence an object whose pages are all ABSENT
  * costs one pointer, and a 1 TiB object with three touched pages costs
  * three leaves plus their interior path: kilobytes, not gigabytes.
@@ -24,7 +24,8 @@ struct pt_leaf {
 	uint32_t nused;
 	uint32_t *slot;    /* swap slots of the leaf's pages, allocated on
 			      first use (most leaves never see swap) */
-	uint8_t st[PT_LEAF_PAGES];
+	struct vmo__pref *ref; /* copy-on-write references, likewise */
+	uint16_t st[PT_LEAF_PAGES];
 };
 
 struct pt_node {
@@ -60,6 +61,7 @@ static void free_rec(void *p, unsigned level)
 			free_rec(n->slot[i], level - 1);
 	} else {
 		free(((struct pt_leaf *)p)->slot);
+		free(((struct pt_leaf *)p)->ref);
 	}
 	free(p);
 }
@@ -79,7 +81,7 @@ static struct pt_leaf *leaf_of(const struct vmo__ptable *pt, uint64_t pg)
 	return p;
 }
 
-uint8_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg)
+uint16_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg)
 {
 	struct pt_leaf *lf = leaf_of(pt, pg);
 	return lf ? lf->st[pg & (PT_LEAF_PAGES - 1)] : 0;
@@ -95,7 +97,7 @@ int vmo__pt_set_slot(struct vmo__ptable *pt, uint64_t pg, uint32_t slot)
 {
 	struct pt_leaf *lf = leaf_of(pt, pg);
 	if (!lf)
-		return -EINVAL; /* the caller sets the state byte first */
+		return -EINVAL; /* the caller sets the state word first */
 	if (!lf->slot) {
 		lf->slot = calloc(PT_LEAF_PAGES, sizeof *lf->slot);
 		if (!lf->slot)
@@ -105,7 +107,29 @@ int vmo__pt_set_slot(struct vmo__ptable *pt, uint64_t pg, uint32_t slot)
 	return 0;
 }
 
-int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
+struct vmo__pref vmo__pt_ref(const struct vmo__ptable *pt, uint64_t pg)
+{
+	struct pt_leaf *lf = leaf_of(pt, pg);
+	if (lf && lf->ref)
+		return lf->ref[pg & (PT_LEAF_PAGES - 1)];
+	return (struct vmo__pref){NULL, 0};
+}
+
+int vmo__pt_set_ref(struct vmo__ptable *pt, uint64_t pg, struct vmo__pref ref)
+{
+	struct pt_leaf *lf = leaf_of(pt, pg);
+	if (!lf)
+		return -EINVAL;
+	if (!lf->ref) {
+		lf->ref = calloc(PT_LEAF_PAGES, sizeof *lf->ref);
+		if (!lf->ref)
+			return -ENOMEM;
+	}
+	lf->ref[pg & (PT_LEAF_PAGES - 1)] = ref;
+	return 0;
+}
+
+int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint16_t v)
 {
 	/* path[l] = address of the pointer to the level-l entity */
 	void **path[8];
@@ -137,7 +161,7 @@ int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
 			((struct pt_node *)*path[1])->nused++;
 	}
 	struct pt_leaf *lf = *pp;
-	uint8_t *b = &lf->st[pg & (PT_LEAF_PAGES - 1)];
+	uint16_t *b = &lf->st[pg & (PT_LEAF_PAGES - 1)];
 	if (!*b && v)
 		lf->nused++;
 	else if (*b && !v)
@@ -147,6 +171,7 @@ int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v)
 		return 0;
 	/* free the empty leaf and any interior node it leaves empty */
 	free(lf->slot);
+	free(lf->ref);
 	free(lf);
 	*path[0] = NULL;
 	for (unsigned l = 1; l <= pt->height; l++) {

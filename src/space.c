@@ -88,22 +88,11 @@ static uint64_t uffd_probe(bool user_only)
 	return f;
 }
 
-/* Open the space's n userfaultfds, all with the same features. */
-static int uffd_setup(vmo_space_t *s, bool user_only, unsigned n)
+/* Open n userfaultfds with features `want`; returns the features granted
+ * in *got. */
+static int uffd_open_set(vmo_space_t *s, bool user_only, unsigned n,
+			 uint64_t want, uint64_t *got)
 {
-	uint64_t avail = uffd_probe(user_only);
-	const uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
-	if ((avail & need) != need)
-		return avail ? -ENOTSUP : -ENOSYS;
-	uint64_t want = need;
-	const uint64_t wp = UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
-			    UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
-	bool wp_async = (avail & wp) == wp && vmo__sys_pagemap_fd() >= 0;
-	if (wp_async)
-		want |= wp;
-	if (avail & UFFD_FEATURE_POISON)
-		want |= UFFD_FEATURE_POISON;
-
 	for (unsigned i = 0; i < n; i++) {
 		int fd = uffd_open(user_only, &s->kernel_faults);
 		if (fd < 0)
@@ -112,9 +101,46 @@ static int uffd_setup(vmo_space_t *s, bool user_only, unsigned n)
 		struct uffdio_api api = {.api = UFFD_API, .features = want};
 		if (ioctl(fd, UFFDIO_API, &api) != 0)
 			return -errno;
-		s->features = api.features;
+		*got = api.features;
 	}
+	return 0;
+}
+
+/*
+ * Open the space's two sets of n userfaultfds (vmo_internal.h, "Two sets").
+ * The sync set asks for EVENT_REMAP: converting a mapping from the async
+ * set moves a freshly registered view over it with mremap, and only with
+ * that feature does the registration travel with the moved view (clone.c).
+ */
+static int uffd_setup(vmo_space_t *s, bool user_only, unsigned n)
+{
+	uint64_t avail = uffd_probe(user_only);
+	const uint64_t need = UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM;
+	if ((avail & need) != need)
+		return avail ? -ENOTSUP : -ENOSYS;
+	uint64_t want = need;
+	const uint64_t wp_shmem =
+		UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	const uint64_t wp = wp_shmem | UFFD_FEATURE_WP_ASYNC;
+	bool wp_async = (avail & wp) == wp && vmo__sys_pagemap_fd() >= 0;
+	if (wp_async)
+		want |= wp;
+	if (avail & UFFD_FEATURE_POISON)
+		want |= UFFD_FEATURE_POISON;
+	uint64_t swant = need | (avail & UFFD_FEATURE_POISON);
+	bool sync_wp = (avail & (wp_shmem | UFFD_FEATURE_EVENT_REMAP)) ==
+		       (wp_shmem | UFFD_FEATURE_EVENT_REMAP);
+	if (sync_wp)
+		swant |= wp_shmem | UFFD_FEATURE_EVENT_REMAP;
+
+	s->nper = n;
+	int r = uffd_open_set(s, user_only, n, want, &s->features);
+	if (!r)
+		r = uffd_open_set(s, user_only, n, swant, &s->sfeatures);
+	if (r)
+		return r;
 	s->wp_async = wp_async;
+	s->sync_wp = sync_wp;
 	s->poison = (s->features & UFFD_FEATURE_POISON) != 0;
 	return 0;
 }
@@ -140,23 +166,24 @@ static int uffd_register(int fd, uintptr_t addr, uint64_t len, uint64_t mode)
  */
 static unsigned stripe_shift_for(const vmo_space_t *s, uint64_t len)
 {
-	if (s->nuffd == 1)
+	if (s->nper == 1)
 		return 47;
-	/* the smallest power of two >= 16 MiB that makes <= nuffd parts */
+	/* the smallest power of two >= 16 MiB that makes <= nper parts */
 	unsigned shift = 24;
-	while (shift < 47 && ((len + (1ull << shift) - 1) >> shift) > s->nuffd)
+	while (shift < 47 && ((len + (1ull << shift) - 1) >> shift) > s->nper)
 		shift++;
 	return shift;
 }
 
-/* Register [a, a+len) stripe by stripe with the uffd of each stripe. */
-static int register_stripes(vmo_space_t *s, uintptr_t a, uint64_t len,
-			    unsigned shift, uint64_t mode)
+/* Register [a, a+len) stripe by stripe with the uffd of each stripe in
+ * uffd set `set`. */
+static int register_stripes(vmo_space_t *s, int set, uintptr_t a,
+			    uint64_t len, unsigned shift, uint64_t mode)
 {
 	uintptr_t p = a, end = a + len;
 	while (p < end) {
 		uintptr_t se;
-		int fd = vmo__uffd_of(s, a, shift, p, &se);
+		int fd = vmo__uffd_of(s, set, a, shift, p, &se);
 		se = MIN(se, end);
 		int r = uffd_register(fd, p, se - p, mode);
 		if (r)
@@ -260,11 +287,12 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	if (o.max_cluster < PS || o.max_cluster > MAX_CLUSTER ||
 	    (o.max_cluster & (o.max_cluster - 1)))
 		return -EINVAL;
-	unsigned nthreads = o.handler_threads;
-	if (!nthreads) {
+	unsigned nper = o.handler_threads;
+	if (!nper) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		nthreads = n < 1 ? 1 : (unsigned)MIN(n, (long)MAX_HANDLERS);
+		nper = n < 1 ? 1 : (unsigned)MIN(n, (long)MAX_HANDLERS);
 	}
+	unsigned nthreads = 2 * nper; /* one per queue of both sets */
 
 	vmo_space_t *s = calloc(1, sizeof *s);
 	if (!s)
@@ -285,7 +313,7 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	pthread_cond_init(&s->drain_cv, NULL);
 	pthread_mutex_init(&s->ra_lock, NULL);
 	pthread_cond_init(&s->ra_cv, NULL);
-	int r = uffd_setup(s, o.flags & VMO_SPACE_USER_MODE_ONLY, nthreads);
+	int r = uffd_setup(s, o.flags & VMO_SPACE_USER_MODE_ONLY, nper);
 	if (r)
 		goto fail;
 	s->doorbell = mmap(NULL, nthreads * PS, PROT_READ,
@@ -303,6 +331,7 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 	}
 	for (unsigned i = 0; i < nthreads && !r; i++) {
 		s->handlers[i].uffd = s->uffd[i];
+		s->handlers[i].set = i < nper ? VMO__SET_ASYNC : VMO__SET_SYNC;
 		s->handlers[i].bell = (char *)s->doorbell + i * PS;
 		r = uffd_register(s->uffd[i], (uintptr_t)s->handlers[i].bell,
 				  PS, UFFDIO_REGISTER_MODE_MISSING);
@@ -443,7 +472,9 @@ static int split_at(vmo_space_t *s, uintptr_t x)
 	t->space = m->space;
 	t->obj = m->obj;
 	t->prot = m->prot;
+	t->set = m->set;
 	t->track_wp = m->track_wp;
+	t->sync_wp = m->sync_wp;
 	t->locked = m->locked;
 	t->reg_base = m->reg_base;
 	t->stripe_shift = m->stripe_shift;
@@ -469,6 +500,31 @@ static int split_at(vmo_space_t *s, uintptr_t x)
 }
 
 /* ------------------------------------------------------------------ map */
+
+/*
+ * Which uffd set serves a new mapping of o, and how it is registered.
+ * Objects that track dirty pages use the async set (WP_ASYNC logs their
+ * writes at the cost of a trap) until they have copy-on-write relations;
+ * everything else uses the sync set, registered for write-protect when it
+ * can be written: pages are installed writable unless something needs to
+ * see the first write (vmo__obj_wp_needed), so an object that is never
+ * cloned pays nothing for it, and its first clone only has to protect the
+ * entries already there (clone.c).
+ */
+int vmo__map_set(const vmo_space_t *s, const vmo_t *o)
+{
+	if (o->track && s->wp_async && !__atomic_load_n(&o->fam, __ATOMIC_ACQUIRE))
+		return VMO__SET_ASYNC;
+	return VMO__SET_SYNC;
+}
+
+uint64_t vmo__map_mode(const vmo_space_t *s, const vmo_t *o, int set)
+{
+	uint64_t mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR;
+	if (set == VMO__SET_ASYNC ? o->track : (s->sync_wp && o->writable))
+		mode |= UFFDIO_REGISTER_MODE_WP;
+	return mode;
+}
 
 static bool stale_pair(vmo_space_t *s, vmo_t *o)
 {
@@ -531,12 +587,10 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	}
 	/* Not inherited by fork(): see the fork section of vmo.h. */
 	madvise(a, len, MADV_DONTFORK);
-	bool track = s->wp_async && o->track;
+	int set = vmo__map_set(s, o);
+	uint64_t mode = vmo__map_mode(s, o, set);
 	unsigned shift = stripe_shift_for(s, len);
-	r = register_stripes(s, (uintptr_t)a, len, shift,
-			     UFFDIO_REGISTER_MODE_MISSING |
-				     UFFDIO_REGISTER_MODE_MINOR |
-				     (track ? UFFDIO_REGISTER_MODE_WP : 0));
+	r = register_stripes(s, set, (uintptr_t)a, len, shift, mode);
 	if (!r && prot != PROT_NONE && mprotect(a, len, prot) != 0)
 		r = -errno;
 	if (r) {
@@ -556,7 +610,9 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	m->len = len;
 	m->off = offset;
 	m->prot = prot;
-	m->track_wp = track;
+	m->set = set;
+	m->track_wp = set == VMO__SET_ASYNC && (mode & UFFDIO_REGISTER_MODE_WP);
+	m->sync_wp = set == VMO__SET_SYNC && (mode & UFFDIO_REGISTER_MODE_WP);
 	m->locked = (flags & VMO_MAP_LOCKED) != 0;
 	m->reg_base = (uintptr_t)a;
 	m->stripe_shift = shift;
@@ -730,7 +786,8 @@ int vmo_protect(vmo_space_t *s, void *addr, size_t len, int prot)
 		struct vmo__mapping *m = s->maps[i];
 		pthread_mutex_lock(&m->obj->lock);
 		m->prot = prot;
-		if ((prot & PROT_WRITE) && m->obj->track && !m->track_wp)
+		if ((prot & PROT_WRITE) && m->obj->track && !m->track_wp &&
+		    !m->sync_wp)
 			m->obj->wmapped = true;
 		pthread_mutex_unlock(&m->obj->lock);
 	}
@@ -826,7 +883,7 @@ int vmo_space_stats(vmo_space_t *s, vmo_space_stats_t *st)
 	memset(&d, 0, sizeof d);
 	d.size = (uint32_t)MIN((size_t)st->size, sizeof d);
 	d.version = VMO_SPACE_STATS_VERSION;
-	d.handler_threads = s->nthreads;
+	d.handler_threads = s->nper;
 	d.kernel_faults = s->kernel_faults;
 	pthread_rwlock_rdlock(&s->lock);
 	d.mappings = s->nmaps;

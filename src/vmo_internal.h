@@ -63,8 +63,8 @@ static inline bool vmo__stale(unsigned gen)
 /* ------------------------------------------------------------ page table */
 
 /*
- * Page state, one byte per page.  The low three bits are the state of the
- * state machine in docs/design.md; the rest are flags.
+ * Page state, one 16-bit word per page.  The low three bits are the state
+ * of the state machine in docs/design.md; the rest are flags.
  *
  *   ABSENT    not in the memfd: the pager (or zeros) supplies it
  *   RESIDENT  in the memfd
@@ -78,6 +78,10 @@ static inline bool vmo__stale(unsigned gen)
  *             read under obj->lock (the content is intact until the
  *             evictor's final locked section)
  *   SWAPPED   not in the memfd: its content is in the swap slot
+ *   SHARED    not in the memfd: the page is a copy-on-write reference to a
+ *             page of a hidden node (ptable ref array, clone.c)
+ *   DROPPED   a weak clone's view of the page was dropped (its source
+ *             wrote it); reads fail with -ENODATA, faults get SIGBUS
  *
  * Flags:
  *   DIRTY     differs from its backing copy (pager, swap slot or zeros)
@@ -87,6 +91,21 @@ static inline bool vmo__stale(unsigned gen)
  *             resident (never together with DIRTY: dirtying frees it)
  *   EVICTED   on an ABSENT page: it was evicted (a later fill is a
  *             refault)
+ *
+ * Copy-on-write flags (clone.c):
+ *   COPY      a resident page of a clone whose content is a clean copy of
+ *             what the clone sees behind it (its SHARED reference, or its
+ *             parent chain): dropped rather than saved by eviction, and
+ *             the clone's own once written
+ *   HASREF    the ref array holds this page's reference (state SHARED, or
+ *             a COPY of it, or FILLING from it)
+ *   WPOFF     copy-on-write work for this page is done for the current
+ *             epoch and some sync-set mapping may map it writable; it must
+ *             be write-protected again before anything new depends on it
+ *   ZERO      on an ABSENT page of a hidden node: the pre-image is zeros
+ *   STALE     on a busy page of a clone: its source changed the page while
+ *             it was being filled or evicted; the busy owner drops the
+ *             content when it is done
  */
 enum {
 	PG_ABSENT = 0,
@@ -95,15 +114,22 @@ enum {
 	PG_WRITEBACK = 3,
 	PG_EVICTING = 4,
 	PG_SWAPPED = 5,
+	PG_SHARED = 6,
+	PG_DROPPED = 7,
 };
 #define PG_STATE(b) ((b) & 0x07)
 #define PG_DIRTY 0x08 /* differs from the pager's copy */
 #define PG_REF 0x10
 #define PG_SLOT 0x20
 #define PG_EVICTED 0x40
+#define PG_COPY 0x80
+#define PG_HASREF 0x100
+#define PG_WPOFF 0x200
+#define PG_ZERO 0x400
+#define PG_STALE 0x800
 
 /* May page b be mapped (installed in a page table)? */
-static inline bool vmo__pg_mappable(uint8_t b)
+static inline bool vmo__pg_mappable(uint16_t b)
 {
 	return PG_STATE(b) == PG_RESIDENT || PG_STATE(b) == PG_WRITEBACK;
 }
@@ -113,7 +139,7 @@ static inline bool vmo__pg_mappable(uint8_t b)
 #define PT_NODE_SHIFT 9
 #define PT_NODE_SLOTS (1u << PT_NODE_SHIFT)
 
-/* Sparse radix tree of state bytes.  Untouched ranges cost nothing; a leaf
+/* Sparse radix tree of state words.  Untouched ranges cost nothing; a leaf
  * (512 pages = 2 MiB of object) is freed when its last page goes ABSENT. */
 struct vmo__ptable {
 	void *root;        /* leaf if height == 0, else interior node */
@@ -122,18 +148,29 @@ struct vmo__ptable {
 
 VMO__HIDDEN void vmo__pt_init(struct vmo__ptable *pt, uint64_t npages);
 VMO__HIDDEN void vmo__pt_destroy(struct vmo__ptable *pt);
-/* State byte of page pg (0 if its leaf does not exist). */
-VMO__HIDDEN uint8_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg);
-/* Set the state byte; allocates the leaf if needed (-ENOMEM). Setting 0
+/* State word of page pg (0 if its leaf does not exist). */
+VMO__HIDDEN uint16_t vmo__pt_get(const struct vmo__ptable *pt, uint64_t pg);
+/* Set the state word; allocates the leaf if needed (-ENOMEM). Setting 0
  * may free the leaf. */
-VMO__HIDDEN int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint8_t v);
-/* Swap slot of page pg (meaningful only while its byte has PG_SLOT). */
+VMO__HIDDEN int vmo__pt_set(struct vmo__ptable *pt, uint64_t pg, uint16_t v);
+/* A copy-on-write reference: page pg of hidden node `node`. */
+struct vmo__pref {
+	struct vmo *node;
+	uint64_t pg;
+};
+/* Reference of page pg (meaningful only while its word has PG_HASREF). */
+VMO__HIDDEN struct vmo__pref vmo__pt_ref(const struct vmo__ptable *pt,
+					 uint64_t pg);
+/* Record the reference of pg, whose word must be non-zero.  0 or -ENOMEM. */
+VMO__HIDDEN int vmo__pt_set_ref(struct vmo__ptable *pt, uint64_t pg,
+				struct vmo__pref ref);
+/* Swap slot of page pg (meaningful only while its word has PG_SLOT). */
 VMO__HIDDEN uint32_t vmo__pt_slot(const struct vmo__ptable *pt, uint64_t pg);
-/* Record the slot of pg, whose byte must be non-zero (its leaf exists).
+/* Record the slot of pg, whose word must be non-zero (its leaf exists).
  * 0 or -ENOMEM (the leaf's slot array is allocated on first use). */
 VMO__HIDDEN int vmo__pt_set_slot(struct vmo__ptable *pt, uint64_t pg,
 				 uint32_t slot);
-/* First page >= pg and < end whose state byte is non-zero, or end. */
+/* First page >= pg and < end whose state word is non-zero, or end. */
 VMO__HIDDEN uint64_t vmo__pt_next_used(const struct vmo__ptable *pt,
 				       uint64_t pg, uint64_t end);
 
@@ -269,6 +306,11 @@ struct vmo {
 	int wb_error;          /* (o) eviction failed to write back since
 				  the last vmo_sync: its next result */
 
+	/* copy-on-write (clone.c) */
+	bool fam;              /* (a) has (or had) copy-on-write relations:
+				  new mappings use the sync uffd set, and
+				  pages follow the WPOFF rules */
+
 	/* reclaim (reclaim.c) */
 	struct vmo *ring_next, *ring_prev; /* (P) the pool's object ring */
 	uint64_t hand_pg;      /* (o) the clock hand's page in this object */
@@ -305,6 +347,39 @@ enum {
 };
 VMO__HIDDEN int vmo__obj_claim(vmo_t *obj, uint64_t pg, uint64_t n,
 			       uint64_t *k, bool *waited);
+/*
+ * Must page word b of o be installed write-protected in a sync-set
+ * mapping registered for write-protect?  Yes when its first write must be
+ * seen: the object tracks dirty pages and the page is clean, or the
+ * object has copy-on-write relations and the page's copy-on-write work is
+ * not done for this epoch (no WPOFF; this covers COPY pages, which are
+ * never WPOFF).  Otherwise it is installed writable.  obj->lock held.
+ */
+static inline bool vmo__obj_wp_needed(const vmo_t *o, uint16_t b)
+{
+	if (o->track && !(b & PG_DIRTY))
+		return true;
+	return __atomic_load_n(&o->fam, __ATOMIC_RELAXED) && !(b & PG_WPOFF);
+}
+/*
+ * The write-protect fault of a sync-set mapping m on object pages
+ * [pg, pg+n) (space lock held for reading, m revalidated): do the work the
+ * first write needs (clone.c's copy-on-write, the dirty mark) on the run
+ * of mappable pages from pg, then unprotect it in m through uffd fd from
+ * address addr (which wakes the faulting thread).  Returns pages
+ * unprotected, 0 if page pg is no longer resident (the caller wakes the
+ * thread, which faults again), or a negative errno.
+ */
+VMO__HIDDEN int64_t vmo__obj_write_fault(vmo_t *obj, struct vmo__mapping *m,
+					 uint64_t pg, uint64_t n, int fd,
+					 uintptr_t addr);
+/* Write-protect object bytes [s, e) in mapping m; 0 or -EAGAIN (an
+ * mremap event is pending on its uffd: drop locks and retry).  obj->lock
+ * held. */
+VMO__HIDDEN int vmo__map_protect(struct vmo__mapping *m, uint64_t s,
+				 uint64_t e);
+/* Wait until page pg is not FILLING.  No lock held. */
+VMO__HIDDEN void vmo__obj_wait_settled(vmo_t *obj, uint64_t pg);
 /* Count k pages filled by the pager (negative: take back a count). */
 VMO__HIDDEN void vmo__obj_count_filled(vmo_t *obj, int64_t k);
 /* Is page pg being filled right now? */
@@ -376,8 +451,15 @@ struct vmo__mapping {
 	uint64_t len;         /* (s) */
 	uint64_t off;         /* (s) object offset of addr */
 	int prot;             /* (s) */
-	bool track_wp;        /* (c) registered for write-protect: writes are
-				 logged through WP_ASYNC */
+	int set;              /* (s,o) which uffd set serves it: VMO__SET_ASYNC
+				 or VMO__SET_SYNC (changes only when a
+				 mapping is converted, clone.c) */
+	bool track_wp;        /* (s,o) async set, registered for
+				 write-protect: writes are logged through
+				 WP_ASYNC */
+	bool sync_wp;         /* (s,o) sync set, registered for
+				 write-protect: a write to a protected page
+				 is a fault a handler resolves */
 	uintptr_t reg_base;   /* (c) start of the original mapping: stripes
 				 are counted from here (kept by splits) */
 	unsigned stripe_shift;/* (c) log2 of the stripe size */
@@ -409,19 +491,38 @@ struct vmo__hstats {   /* (h) one per handler thread */
 struct vmo__handler {
 	vmo_space_t *space;
 	int uffd;              /* (c) the queue this thread serves */
+	int set;               /* (c) VMO__SET_* of that queue */
 	void *bell;            /* (c) its doorbell page (registered there) */
 	pthread_t thread;
 	void *buf;             /* bounce buffer of VMO__FILL_SUB pages */
 	struct vmo__hstats st;
 };
 
+/*
+ * Two sets of userfaultfds per space.  The async set has WP_ASYNC: the
+ * kernel itself resolves write-protect faults and logs the write, which is
+ * how objects that write back (or are paged by a budget) learn which pages
+ * are dirty at about the cost of one trap.  The sync set has no WP_ASYNC:
+ * a write to a protected page is a fault that a handler resolves, which is
+ * what copy-on-write needs (the old content must be saved before the write
+ * proceeds).  WP_ASYNC is a property of a whole userfaultfd, so a mapping
+ * lives on one set: tracked objects that have no copy-on-write relations
+ * on the async set, everything else on the sync set (space.c).
+ */
+enum { VMO__SET_ASYNC = 0, VMO__SET_SYNC = 1 };
+
 struct vmo_space {
 	vmo_pool_t *pool;      /* (c) holds a pool reference */
 	unsigned gen;          /* (c) */
-	int uffd[VMO__MAX_HANDLERS]; /* (c) one fault queue per handler */
-	unsigned nuffd;        /* (c) == nthreads */
-	uint64_t features;     /* (c) UFFD_FEATURE_* granted */
+	/* (c) one fault queue per handler: set k's queue i is
+	 * uffd[k * nper + i] */
+	int uffd[2 * VMO__MAX_HANDLERS];
+	unsigned nuffd;        /* (c) queues opened (2 * nper once set up) */
+	unsigned nper;         /* (c) handlers per set */
+	uint64_t features;     /* (c) UFFD_FEATURE_* granted, async set */
+	uint64_t sfeatures;    /* (c) the same, sync set */
 	bool wp_async;         /* (c) WP_ASYNC + PAGEMAP_SCAN usable */
+	bool sync_wp;          /* (c) the sync set can write-protect shmem */
 	bool poison;           /* (c) UFFDIO_POISON usable */
 	int kernel_faults;     /* (c) 0 or VMO_EUSERMODE */
 	uint64_t max_cluster_pages; /* (c) */
@@ -431,8 +532,9 @@ struct vmo_space {
 	size_t nmaps, cap;          /* (s) */
 	uint64_t next_id;           /* (s) */
 
-	unsigned nthreads;          /* (c) */
-	struct vmo__handler *handlers; /* (c) */
+	unsigned nthreads;          /* (c) handler threads running
+				       (2 * nper once started) */
+	struct vmo__handler *handlers; /* (c) handler i serves uffd[i] */
 	void *doorbell;             /* (c) one page per handler, page i
 				       registered with uffd[i] */
 	int stopping;               /* (a) */
@@ -470,13 +572,14 @@ struct vmo_space {
  * part i with uffd i, so threads that divide a mapping between them each
  * meet their own handler (space.c, stripe_shift_for).
  */
-static inline int vmo__uffd_of(const vmo_space_t *s, uintptr_t reg_base,
-			       unsigned shift, uintptr_t a, uintptr_t *end)
+static inline int vmo__uffd_of(const vmo_space_t *s, int set,
+			       uintptr_t reg_base, unsigned shift, uintptr_t a,
+			       uintptr_t *end)
 {
 	uint64_t i = (uint64_t)(a - reg_base) >> shift;
 	if (end)
 		*end = reg_base + ((i + 1) << shift);
-	return s->uffd[i % s->nuffd];
+	return s->uffd[(unsigned)set * s->nper + i % s->nper];
 }
 
 VMO__HIDDEN int vmo__handlers_start(vmo_space_t *space);
@@ -491,6 +594,11 @@ VMO__HIDDEN void vmo__readahead_stop(vmo_space_t *space);
 VMO__HIDDEN int vmo__populate(vmo_space_t *space, uintptr_t addr,
 			      uint64_t len, struct vmo__hstats *st,
 			      void *buf);
+/* The uffd set (VMO__SET_*) and UFFDIO_REGISTER mode for a new mapping
+ * of o (space.c). */
+VMO__HIDDEN int vmo__map_set(const vmo_space_t *s, const vmo_t *o);
+VMO__HIDDEN uint64_t vmo__map_mode(const vmo_space_t *s, const vmo_t *o,
+				   int set);
 /* Lookup under (s) held for reading. */
 VMO__HIDDEN struct vmo__mapping *vmo__space_lookup(vmo_space_t *space,
 						   uintptr_t addr);
