@@ -22,7 +22,7 @@ BASE_CFLAGS := -std=gnu11 -g $(WARN) -D_GNU_SOURCE -Iinclude -pthread
 OPT     ?= -O2
 
 SRCS := src/pool.c src/ptable.c src/object.c src/pager.c src/space.c \
-        src/fault.c src/swap.c src/reclaim.c src/sys/sys.c
+        src/fault.c src/swap.c src/reclaim.c src/clone.c src/sys/sys.c
 HDRS := include/vmo.h src/vmo_internal.h src/sys/uapi.h
 
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))

@@ -175,6 +175,19 @@ typedef struct vmo_pool_stats {
 	uint64_t reclaim_runs;     /* reclaim batches (thread or direct) */
 	uint64_t direct_reclaims;  /* batches run by a filling thread
 				      because the budget itself was hit */
+	/* copy-on-write (vmo_clone, vmo_copy) */
+	uint64_t hidden_nodes;     /* live hidden nodes (not in objects) */
+	uint64_t hidden_pages;     /* pages they hold, resident or swapped
+				      (also in resident_pages and
+				      swapped_pages) */
+	uint64_t cow_preserved;    /* pre-images stored for snapshots */
+	uint64_t cow_copies;       /* pages copied into clones from what
+				      they share */
+	uint64_t cow_dropped;      /* weak clones' pages dropped */
+	uint64_t cow_invalidated;  /* at-least-on-write clones' copies of a
+				      page their source wrote */
+	uint64_t cow_merged;       /* pre-images moved into an older node
+				      when a newer one went away */
 } vmo_pool_stats_t;
 #define VMO_POOL_STATS_VERSION 1
 
@@ -322,6 +335,111 @@ typedef struct vmo_stats {
 /* Errors: -EINVAL st->size too small; -ECHILD. */
 VMO_API int vmo_stats(vmo_t *obj, vmo_stats_t *st);
 
+/* ----------------------------------------------------------- copy-on-write */
+
+/*
+ * Clones and copies share pages copy-on-write (docs/design.md,
+ * "Copy-on-write").  Cloning never remaps the source or drops its page
+ * tables: its mappings keep running.  The work of a clone is proportional
+ * to the pages the source was written in since its previous clone (the
+ * first clone of a mapped object write-protects its resident pages once);
+ * the first write to a shared page after that pays for keeping the old
+ * content.  Pre-images live in hidden nodes that users never see; they
+ * count in the pool's budget and are paged like any object's pages.
+ * Dropping a clone frees (or folds into an older node) what only it could
+ * see, pages and swap slots alike.
+ *
+ * A clone is an object like any other: it can be read, written, mapped,
+ * committed, decommitted, cloned and copied.  It never writes back to a
+ * pager (a clone of a file object is a private copy).  vmo_decommit on a
+ * clone discards its own changes in the range: it shows its parent there
+ * again (a weak clone's discarded pages read as dropped).  A clone keeps
+ * its source alive, with the source's pager (vmo_pager_ops_t.release runs
+ * when the last clone that sees through it is gone); the source's
+ * write-back still happens at its last vmo_unref.
+ */
+
+/* vmo_clone flags: exactly one of */
+#define VMO_CLONE_SNAPSHOT 0x1u /* sees the source as it was at the clone */
+#define VMO_CLONE_AT_LEAST_ON_WRITE 0x2u /* sees the source's later writes
+					    to a page until it writes that
+					    page itself */
+#define VMO_CLONE_WEAK 0x4u     /* like a snapshot, but nothing is kept for
+				   it: a page the source writes (or
+				   decommits, or copies into) that the clone
+				   has not written itself is dropped */
+
+/*
+ * Make *out, a clone of bytes [offset, offset+len) of src (seed 001's
+ * create_from).  Its page 0 is src's page offset / VMO_PAGE_SIZE.
+ *
+ * SNAPSHOT: the clone sees src as it was at this call; later changes on
+ * either side -- through mappings, vmo_write, vmo_copy into either,
+ * decommit, file write-back -- are invisible to the other.  Clones of
+ * file-backed and pager objects keep their content after the source is
+ * written and synced back.
+ * AT_LEAST_ON_WRITE: a page the clone has not written shows what src
+ * shows now, through vmo_read and mappings alike.
+ * WEAK: like SNAPSHOT until src changes a page the clone has not written
+ * itself; then that page is dropped: vmo_read of it returns -ENODATA and a
+ * mapping's access raises SIGBUS; writing it whole makes it the clone's
+ * own again.
+ *
+ * Errors: -EINVAL  src or out NULL, flags not exactly one of the kinds,
+ *                  offset or len misaligned, len 0;
+ *         -ERANGE  range outside src;
+ *         -EBADF   src was destroyed (its last reference went away);
+ *         -ENOMEM  out of memory, or the source's mappings could not be
+ *                  prepared (vm.max_map_count);
+ *         -ECHILD.
+ * On error nothing changed and *out is untouched.
+ */
+VMO_API int vmo_clone(vmo_t *src, uint64_t offset, uint64_t len,
+		      unsigned flags, vmo_t **out);
+
+/* vmo_copy* / vmo_gather flags */
+#define VMO_COPY_EAGER 0x1u /* copy the bytes now instead of sharing */
+
+/*
+ * Copy pages of src into dst: afterwards dst shows, in the destination
+ * pages, what src showed in the source pages at the call (a snapshot, as
+ * VMO_CLONE_SNAPSHOT).  Between objects of the same pool the pages are
+ * shared copy-on-write; across pools, with VMO_COPY_EAGER, or into an
+ * object that writes back to a pager (whose pager must see the bytes) they
+ * are copied.  Destination pages that had content lose it.
+ *
+ *   vmo_copy          len bytes from src_off to dst_off (seed 001's
+ *                     container_copy)
+ *   vmo_copy_scatter  n pages from src_off to the pages dst_pages[0..n)
+ *   vmo_copy_gather   the pages src_pages[0..n) to n pages from dst_off
+ *   vmo_gather        a new anonymous object of n pages whose page i is
+ *                     src's page pages[i] (seed 001's create_gather)
+ *
+ * Offsets and len are bytes (page aligned); arrays hold page indices.
+ * Errors: -EINVAL  NULL object, array or out; misaligned offset or len;
+ *                  len or n 0; unknown flags; dst_pages naming a page
+ *                  twice; src and dst the same object with overlapping
+ *                  source and destination pages;
+ *         -ERANGE  a range or page index outside its object;
+ *         -EACCES  dst cannot be written;
+ *         -ENODATA a source page is dropped (src is, or sees through, a
+ *                  weak clone);
+ *         -EBADF   src or dst was destroyed;
+ *         -EIO     (eager copies) a pager or swap read failed: pages
+ *                  before the failing one may have been copied;
+ *         -ENOMEM; -EFBIG (vmo_gather: n too large); -ECHILD.
+ * Apart from -EIO, on error nothing changed.
+ */
+VMO_API int vmo_copy(vmo_t *src, uint64_t src_off, vmo_t *dst,
+		     uint64_t dst_off, uint64_t len, unsigned flags);
+VMO_API int vmo_copy_scatter(vmo_t *src, uint64_t src_off, vmo_t *dst,
+			     const uint64_t *dst_pages, size_t n,
+			     unsigned flags);
+VMO_API int vmo_copy_gather(vmo_t *src, const uint64_t *src_pages, size_t n,
+			    vmo_t *dst, uint64_t dst_off, unsigned flags);
+VMO_API int vmo_gather(vmo_t *src, const uint64_t *pages, size_t n,
+		       unsigned flags, vmo_t **out);
+
 /* ------------------------------------------------------------------ spaces */
 
 /* vmo_space_options_t.flags */
@@ -369,6 +487,12 @@ VMO_API void vmo_space_destroy(vmo_space_t *space);
 				 this mapping exists (they still count in the
 				 budget; add VMO_MAP_POPULATE to bring them
 				 in now) */
+#define VMO_MAP_FORCE_WRITE 0x8u /* with PROT_WRITE: break every
+				 copy-on-write sharing of the range now and
+				 map it all writable, so that no write fault
+				 follows (seed 001's CONT_MAP_FORCE_WRITE);
+				 implies VMO_MAP_POPULATE.  A later clone of
+				 the object protects it again */
 
 /*
  * Map [offset, offset+len) of obj with prot (PROT_READ, optionally

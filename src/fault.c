@@ -205,7 +205,9 @@ static uint64_t install(int uffd, enum inst how, uintptr_t addr, uint64_t len,
 	return done;
 }
 
-static void poison(vmo_space_t *s, int fd, uintptr_t addr)
+/* Poison addr through fd; if that cannot be done, wake the faulting
+ * thread through wfd (the queue its fault came from) to retry. */
+static void poison(vmo_space_t *s, int fd, int wfd, uintptr_t addr)
 {
 	if (s->poison) {
 		struct uffdio_poison p = {.range = {addr, PS}, .mode = 0};
@@ -213,7 +215,7 @@ static void poison(vmo_space_t *s, int fd, uintptr_t addr)
 			return;
 	}
 	/* No poison: let the thread fault again (the pager is retried). */
-	uffd_wake(fd, addr, PS);
+	uffd_wake(wfd >= 0 ? wfd : fd, addr, PS);
 }
 
 /* ---------------------------------------------------------------- resolve */
@@ -232,7 +234,16 @@ struct target {
 	uintptr_t reg_base;  /* stripes: see vmo__uffd_of */
 	unsigned shift;
 	struct vmo__mapping *m;
+	int wfd;          /* the queue the fault came from (-1: no fault):
+			     where the faulting thread is woken, even when
+			     the mapping moved to another set meanwhile */
 };
+
+/* Wake the thread that faulted at a (installs through fd did not). */
+static void fault_wake(const struct target *t, int fd, uintptr_t a)
+{
+	uffd_wake(t->wfd >= 0 ? t->wfd : fd, a, PS);
+}
 
 /* The uffd serving address a of t, and where its stripe ends. */
 static inline int t_uffd(vmo_space_t *s, const struct target *t, uintptr_t a,
@@ -278,12 +289,13 @@ static uint64_t revalidate(vmo_space_t *s, struct target *t, uint64_t pg,
  * negative errno.
  */
 static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
-			uint64_t k, bool fault, bool swapin, void *buf,
+			uint64_t k, bool fault, int cls, void *buf,
 			struct vmo__hstats *st)
 {
 	vmo_t *o = t->obj;
+	bool swapin = cls == VMO__RUN_SWAPIN, cow = cls == VMO__RUN_COW;
 	int fd = t_uffd(s, t, t->base + pg * PS, NULL); /* one stripe */
-	bool zero = vmo__obj_zero_fill(o) && !swapin;
+	bool zero = vmo__obj_zero_fill(o) && !swapin && !cow;
 	bool wp = fill_wp(t);
 	/* pages installed write-protected cannot come from UFFDIO_ZEROPAGE
 	 * (it has no WP mode): copy them from the zero buffer instead */
@@ -296,7 +308,21 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	while (done < k) {
 		uint64_t n = MIN(k - done, sub), got = 0, ok = n;
 		uintptr_t a = t->base + (pg + done) * PS;
-		if (swapin) {
+		int after = 0; /* the sub-run ends early: fail after it */
+		if (cow) {
+			/* what the clone shares: its chain (clone.c) */
+			int e;
+			uint64_t c = vmo__cow_read_behind(o, pg + done, n, buf,
+							  true, &e);
+			if (!c) {
+				fail = e;
+				break;
+			}
+			if (c < n) {
+				n = ok = c;
+				after = e;
+			}
+		} else if (swapin) {
 			if (vmo__obj_swap_read(o, pg + done, n, buf)) {
 				fail = -EIO;
 				break;
@@ -356,8 +382,10 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			/* the fault page was stored, not mapped: the thread
 			 * retries and takes a MINOR fault (or SIGSEGV if the
 			 * mapping went away) */
-			uffd_wake(fd, a, PS);
+			fault_wake(t, fd, a);
 		done += ok;
+		if (!fail)
+			fail = after;
 		if (fail)
 			break;
 	}
@@ -374,10 +402,10 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		OWNER_ADD(&st->errors, 1);
 		pthread_rwlock_rdlock(&s->lock);
 		if (revalidate(s, t, pg, 1)) {
-			poison(s, fd, t->base + pg * PS);
+			poison(s, fd, t->wfd, t->base + pg * PS);
 			OWNER_ADD(&st->sigbus, 1);
 		} else {
-			uffd_wake(fd, t->base + pg * PS, PS);
+			fault_wake(t, fd, t->base + pg * PS);
 		}
 		pthread_rwlock_unlock(&s->lock);
 		return fail;
@@ -415,9 +443,23 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		int err = 0;
 		uint64_t got = 0;
 		bool wp = false;
-		if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN)
-			return fill_run(s, t, pg, k, fault,
-					cls == VMO__RUN_SWAPIN, buf, st);
+		if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN ||
+		    cls == VMO__RUN_COW)
+			return fill_run(s, t, pg, k, fault, cls, buf, st);
+		if (cls == VMO__RUN_DROPPED) {
+			/* a weak clone's dropped page: SIGBUS */
+			if (fault) {
+				pthread_rwlock_rdlock(&s->lock);
+				if (revalidate(s, t, pg, 1)) {
+					poison(s, fd, t->wfd, faddr);
+					OWNER_ADD(&st->sigbus, 1);
+				} else {
+					fault_wake(t, fd, faddr);
+				}
+				pthread_rwlock_unlock(&s->lock);
+			}
+			return -ENODATA;
+		}
 		/* Resident run: map it, under obj->lock so that no evictor
 		 * can take a page between our look and the install (an
 		 * entry it did not zap could be written after it saved the
@@ -477,7 +519,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		if (k > 1)
 			OWNER_ADD(&st->clusters, 1);
 		if (fault && (a == 0 || err))
-			uffd_wake(fd, faddr, PS);
+			fault_wake(t, fd, faddr);
 		return (int64_t)MAX(a, 1);
 	}
 }
@@ -539,6 +581,7 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->sync_wp = m->sync_wp;
 	t->reg_base = m->reg_base;
 	t->shift = m->stripe_shift;
+	t->wfd = -1;
 	*pg = (addr - t->base) / PS;
 	/* Pin the mapping struct (and so its object reference) until
 	 * target_put: unmap waits for busy to drain before freeing it. */
@@ -715,6 +758,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 		return;
 	}
 	ATOMIC_INC(&t.obj->st_faults);
+	t.wfd = h->uffd;
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
 		resolve_wp(s, h, &t, pg, w, st);
 		target_put(s, &t);

@@ -56,25 +56,9 @@
 /* Runs filled or written back at once by explicit calls. */
 #define RUN_PAGES 512u
 
-/* For the counters a claimed (FILLING) page is resident already: its
- * frame is being committed, and counting it at claim time means a thread
- * whose fault was just resolved finds its page counted. */
-static inline bool counts_resident(uint16_t b)
-{
-	uint16_t s = PG_STATE(b);
-	return s != PG_ABSENT && s != PG_SWAPPED;
-}
-
 static inline bool st_resident(uint16_t b)
 {
 	return vmo__pg_mappable(b);
-}
-
-/* Is the content of page b in the memfd and stable under obj->lock? */
-static inline bool readable(uint16_t b)
-{
-	uint16_t s = PG_STATE(b);
-	return s == PG_RESIDENT || s == PG_WRITEBACK || s == PG_EVICTING;
 }
 
 /*
@@ -82,17 +66,17 @@ static inline bool readable(uint16_t b)
  * Swap slots follow the byte: a page that is dirtied, or leaves the SLOT
  * flag behind, gives its slot back here and nowhere else.
  */
-static int pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
+int vmo__pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 {
 	/* The slot's copy of a dirtied page is stale: free it, but only once
 	 * the content is in memory for good.  A FILLING page may be
 	 * harvested dirty before its filler has read the slot (its entry
 	 * reads as written); fill_done frees the slot then. */
-	if ((nv & PG_SLOT) && (nv & PG_DIRTY) && counts_resident(nv) &&
+	if ((nv & PG_SLOT) && (nv & PG_DIRTY) && vmo__pg_counts_resident(nv) &&
 	    PG_STATE(nv) != PG_FILLING)
 		nv &= (uint16_t)~PG_SLOT;
 	/* a page out of the memfd has no page-table entry anywhere */
-	if (!counts_resident(nv))
+	if (!vmo__pg_counts_resident(nv))
 		nv &= (uint16_t)~PG_WPOFF;
 	uint32_t slot = (old & PG_SLOT) && !(nv & PG_SLOT)
 				? vmo__pt_slot(&o->pt, pg)
@@ -102,10 +86,12 @@ static int pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 		return r;
 	if ((old & PG_SLOT) && !(nv & PG_SLOT))
 		vmo__swap_free(o->pool->swap, slot);
-	int dres = (int)counts_resident(nv) - (int)counts_resident(old);
+	int dres = (int)vmo__pg_counts_resident(nv) - (int)vmo__pg_counts_resident(old);
 	int ddirty = (int)!!(nv & PG_DIRTY) - (int)!!(old & PG_DIRTY);
 	int dsw = (int)(PG_STATE(nv) == PG_SWAPPED) -
 		  (int)(PG_STATE(old) == PG_SWAPPED);
+	if (o->kind == VMO_KIND_NODE && (dres + dsw))
+		ATOMIC_ADD(&o->pool->hidden_pages, (uint64_t)(int64_t)(dres + dsw));
 	if (dres) {
 		o->nresident += (uint64_t)(int64_t)dres;
 		ATOMIC_ADD(&o->pool->resident_pages, (uint64_t)(int64_t)dres);
@@ -121,13 +107,13 @@ static int pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 	return 0;
 }
 
-static void wake_waiters(vmo_t *o)
+void vmo__obj_wake(vmo_t *o)
 {
 	if (o->waiters)
 		pthread_cond_broadcast(&o->cv);
 }
 
-static void wait_locked(vmo_t *o)
+void vmo__obj_wait(vmo_t *o)
 {
 	o->waiters++;
 	pthread_cond_wait(&o->cv, &o->lock);
@@ -136,7 +122,7 @@ static void wait_locked(vmo_t *o)
 
 /* ------------------------------------------------------------ creation */
 
-static int obj_new(vmo_pool_t *pool, uint64_t size, enum vmo__kind kind,
+int vmo__obj_new(vmo_pool_t *pool, uint64_t size, enum vmo__kind kind,
 		   vmo_t **out)
 {
 	if (!pool || !out)
@@ -171,10 +157,15 @@ static int obj_new(vmo_pool_t *pool, uint64_t size, enum vmo__kind kind,
 	return 0;
 }
 
-static void obj_publish(vmo_t *o)
+void vmo__obj_publish(vmo_t *o)
 {
 	vmo__pool_get(o->pool);
-	ATOMIC_INC(&o->pool->objects);
+	if (o->kind == VMO_KIND_NODE) {
+		ATOMIC_INC(&o->pool->hidden_nodes);
+	} else {
+		ATOMIC_INC(&o->pool->objects);
+		vmo__handle_add(o);
+	}
 	/* Eviction must know which pages differ from their backing copy:
 	 * write-back objects always, writable ones once there is a budget. */
 	o->track = o->writeback || (o->pool->budget && o->writable);
@@ -186,11 +177,11 @@ int vmo_create(vmo_pool_t *pool, uint64_t size, unsigned flags, vmo_t **out)
 	if (flags || !out)
 		return -EINVAL;
 	vmo_t *o;
-	int r = obj_new(pool, size, VMO_KIND_ANON, &o);
+	int r = vmo__obj_new(pool, size, VMO_KIND_ANON, &o);
 	if (r)
 		return r;
 	o->writable = true;
-	obj_publish(o);
+	vmo__obj_publish(o);
 	*out = o;
 	return 0;
 }
@@ -225,7 +216,7 @@ int vmo_create_file(vmo_pool_t *pool, int fd, uint64_t offset, uint64_t size,
 		return -EINVAL;
 
 	vmo_t *o;
-	int r = obj_new(pool, size, VMO_KIND_FILE, &o);
+	int r = vmo__obj_new(pool, size, VMO_KIND_FILE, &o);
 	if (r)
 		return r;
 	o->file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -251,7 +242,7 @@ int vmo_create_file(vmo_pool_t *pool, int fd, uint64_t offset, uint64_t size,
 	 * never written back), so eviction keeps that page. */
 	if (o->writeback && o->file_valid % PS)
 		o->eof_pg = o->file_valid / PS;
-	obj_publish(o);
+	vmo__obj_publish(o);
 	*out = o;
 	return 0;
 }
@@ -263,21 +254,19 @@ int vmo_create_pager(vmo_pool_t *pool, uint64_t size,
 	if (!ops || !ops->read || flags || !out)
 		return -EINVAL;
 	vmo_t *o;
-	int r = obj_new(pool, size, VMO_KIND_PAGER, &o);
+	int r = vmo__obj_new(pool, size, VMO_KIND_PAGER, &o);
 	if (r)
 		return r;
 	o->ops = *ops;
 	o->ctx = ctx;
 	o->writable = ops->write != NULL;
 	o->writeback = o->writable;
-	obj_publish(o);
+	vmo__obj_publish(o);
 	*out = o;
 	return 0;
 }
 
 /* ---------------------------------------------------- refs and teardown */
-
-static int sync_range(vmo_t *o, uint64_t pg, uint64_t end);
 
 static void release_slots(vmo_t *o)
 {
@@ -289,12 +278,23 @@ static void release_slots(vmo_t *o)
 			vmo__swap_free(o->pool->swap, vmo__pt_slot(&o->pt, p));
 }
 
-static void obj_destroy(vmo_t *o)
+/* Free an object made by vmo__obj_new that was never published. */
+void vmo__obj_discard(vmo_t *o)
 {
-	/* out of reclaim's sight first: no sweep may start on it now */
+	vmo__pt_destroy(&o->pt);
+	close(o->memfd);
+	if (o->file_fd >= 0)
+		close(o->file_fd);
+	pthread_cond_destroy(&o->cv);
+	pthread_mutex_destroy(&o->lock);
+	free(o->wlog);
+	free(o);
+}
+
+void vmo__obj_free(vmo_t *o)
+{
+	/* out of reclaim's sight first: no sweep may use it now */
 	vmo__pool_unlink(o->pool, o);
-	if (o->writeback && sync_range(o, 0, o->npages) != 0)
-		ATOMIC_INC(&o->pool->writeback_errors);
 	if (o->kind == VMO_KIND_PAGER && o->ops.release)
 		o->ops.release(o->ctx);
 	vmo_pool_t *pool = o->pool;
@@ -302,14 +302,15 @@ static void obj_destroy(vmo_t *o)
 	ATOMIC_ADD(&pool->resident_pages, (uint64_t)0 - o->nresident);
 	ATOMIC_ADD(&pool->dirty_pages, (uint64_t)0 - o->ndirty);
 	ATOMIC_ADD(&pool->swapped_pages, (uint64_t)0 - o->nswapped);
-	__atomic_fetch_sub(&pool->objects, 1, __ATOMIC_RELAXED);
-	vmo__pt_destroy(&o->pt);
-	close(o->memfd);
-	if (o->file_fd >= 0)
-		close(o->file_fd);
-	pthread_cond_destroy(&o->cv);
-	pthread_mutex_destroy(&o->lock);
-	free(o);
+	if (o->kind == VMO_KIND_NODE) {
+		ATOMIC_ADD(&pool->hidden_pages,
+			   (uint64_t)0 - (o->nresident + o->nswapped));
+		__atomic_fetch_sub(&pool->hidden_nodes, 1, __ATOMIC_RELAXED);
+	} else {
+		vmo__handle_del(o);
+		__atomic_fetch_sub(&pool->objects, 1, __ATOMIC_RELAXED);
+	}
+	vmo__obj_discard(o);
 	vmo__pool_put(pool);
 }
 
@@ -324,8 +325,16 @@ void vmo_unref(vmo_t *obj)
 {
 	if (!obj || vmo__obj_stale(obj))
 		return;
-	if (__atomic_sub_fetch(&obj->refs, 1, __ATOMIC_ACQ_REL) == 0)
-		obj_destroy(obj);
+	if (__atomic_sub_fetch(&obj->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	/* the last user is gone: its changes go back to the pager now,
+	 * whatever else still sees through the object */
+	if (obj->writeback && vmo__obj_sync_range(obj, 0, obj->npages) != 0)
+		ATOMIC_INC(&obj->pool->writeback_errors);
+	if (__atomic_load_n(&obj->fam, __ATOMIC_ACQUIRE))
+		vmo__cow_release(obj);
+	else
+		vmo__obj_free(obj);
 }
 
 uint64_t vmo_size(const vmo_t *obj)
@@ -392,7 +401,7 @@ static int protect_sync(vmo_t *o, uint64_t pg, uint64_t end)
 	for (uint64_t p = pg; p < end; p++) {
 		uint16_t b = vmo__pt_get(&o->pt, p);
 		if (b & PG_WPOFF)
-			pg_set(o, p, b, b & (uint16_t)~PG_WPOFF);
+			vmo__pg_set(o, p, b, b & (uint16_t)~PG_WPOFF);
 	}
 	return 0;
 }
@@ -440,12 +449,19 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 			return VMO__RUN_BUSY;
 		}
 		*waited = true;
-		wait_locked(o);
+		vmo__obj_wait(o);
 	}
 	uint64_t i = 0, refaults = 0;
-	if (st == PG_ABSENT || st == PG_SWAPPED) {
-		/* one source per run: the pager (or zeros), or swap; and no
-		 * longer than the budget allows one fill to take */
+	if (st == PG_DROPPED) {
+		pthread_mutex_unlock(&o->lock);
+		*k = 1;
+		return VMO__RUN_DROPPED;
+	}
+	if (st == PG_ABSENT || st == PG_SWAPPED || st == PG_SHARED) {
+		/* one source per run: the pager (or zeros), swap, or what
+		 * the page shares (clone.c); and no longer than the budget
+		 * allows one fill to take */
+		bool cow = vmo__cow_backed(o, b);
 		n = MIN(n, o->pool->max_fill);
 		while (i < n && PG_STATE(b = vmo__pt_get(&o->pt, pg + i)) ==
 					st) {
@@ -457,27 +473,31 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 			 * list, and a refault marks it. */
 			bool back = (b & (PG_EVICTED | PG_SLOT)) != 0;
 			uint16_t ref = (i == 0 || back) ? PG_REF : 0;
-			if (pg_set(o, pg + i, b,
-				   (uint16_t)(PG_FILLING | ref | (b & PG_SLOT))))
+			if (vmo__pg_set(o, pg + i, b,
+					(uint16_t)(PG_FILLING | ref |
+						   (b & (PG_SLOT | PG_HASREF)))))
 				break;
 			refaults += back;
 			i++;
 		}
-		cls = !i ? -ENOMEM
-			 : st == PG_SWAPPED ? VMO__RUN_SWAPIN : VMO__RUN_FILL;
+		cls = !i		  ? -ENOMEM
+		      : st == PG_SWAPPED ? VMO__RUN_SWAPIN
+		      : cow		  ? VMO__RUN_COW
+					  : VMO__RUN_FILL;
 	} else {
 		while (i < n && st_resident(vmo__pt_get(&o->pt, pg + i)))
 			i++;
 		/* a reference to a resident page: the clock's sample */
 		if (i && !(b & PG_REF))
-			(void)pg_set(o, pg, b, b | PG_REF);
+			(void)vmo__pg_set(o, pg, b, b | PG_REF);
 		cls = VMO__RUN_RESIDENT;
 	}
 	pthread_mutex_unlock(&o->lock);
 	*k = i;
 	if (refaults)
 		ATOMIC_ADD(&o->pool->st_refaults, refaults);
-	if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN)
+	if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN ||
+	    cls == VMO__RUN_COW)
 		vmo__pool_charge(o->pool);
 	return cls;
 }
@@ -485,8 +505,12 @@ int vmo__obj_claim(vmo_t *o, uint64_t pg, uint64_t n, uint64_t *k,
 void vmo__obj_wait_settled(vmo_t *o, uint64_t pg)
 {
 	pthread_mutex_lock(&o->lock);
-	while (PG_STATE(vmo__pt_get(&o->pt, pg)) == PG_FILLING)
-		wait_locked(o);
+	for (;;) {
+		uint16_t st = PG_STATE(vmo__pt_get(&o->pt, pg));
+		if (st != PG_FILLING && st != PG_WRITEBACK && st != PG_EVICTING)
+			break;
+		vmo__obj_wait(o);
+	}
 	pthread_mutex_unlock(&o->lock);
 }
 
@@ -513,54 +537,127 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
 		 * at claim.  Cannot fail: the leaves exist. */
 		uint16_t b = vmo__pt_get(&o->pt, pg + i);
 		uint16_t nv;
-		if (ok)
+		if (b & PG_STALE) {
+			/* a clone's copy of a page its source changed
+			 * meanwhile (clone.c): drop it, mapped or not */
+			if (ok)
+				fallocate(o->memfd,
+					  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					  (off_t)((pg + i) * PS), (off_t)PS);
+			nv = o->ckind == VMO__CK_WEAK ? (uint16_t)PG_DROPPED
+						      : (uint16_t)PG_ABSENT;
+		} else if (ok) {
 			nv = (uint16_t)(PG_RESIDENT |
-				       (b & (PG_DIRTY | PG_SLOT | PG_REF)));
-		else
-			nv = (b & PG_SLOT) ? (uint16_t)(PG_SWAPPED | PG_SLOT)
-					   : PG_ABSENT;
-		(void)pg_set(o, pg + i, b, nv);
+					(b & (PG_DIRTY | PG_SLOT | PG_REF |
+					      PG_HASREF)));
+			/* a copy of what it shares: clean, and the clone's
+			 * own only once written */
+			if ((b & PG_HASREF) ||
+			    (o->kind == VMO_KIND_CLONE && !(b & PG_SLOT)))
+				nv |= PG_COPY;
+		} else {
+			nv = (b & PG_SLOT)     ? (uint16_t)(PG_SWAPPED | PG_SLOT)
+			     : (b & PG_HASREF) ? (uint16_t)(PG_SHARED | PG_HASREF)
+					       : (uint16_t)PG_ABSENT;
+		}
+		(void)vmo__pg_set(o, pg + i, b, nv);
 	}
-	wake_waiters(o);
+	vmo__obj_wake(o);
 	pthread_mutex_unlock(&o->lock);
+}
+
+/* Mappable pages from pg (at most n); -EAGAIN if page pg is FILLING.
+ * obj->lock held. */
+static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n)
+{
+	if (PG_STATE(vmo__pt_get(&o->pt, pg)) == PG_FILLING)
+		return -EAGAIN;
+	/* A cluster treats its pages as written.  That is only a cost for
+	 * snapshots (a pre-image kept early), but it would be wrong for an
+	 * at-least-on-write or weak clone of this object, whose pages the
+	 * write drops or refetches, and for such a clone's own clean
+	 * copies, which must keep following their source. */
+	if (o->deps)
+		n = MIN(n, (uint64_t)1);
+	bool follow = o->ckind == VMO__CK_ALOW || o->ckind == VMO__CK_WEAK;
+	uint64_t k = 0;
+	while (k < n) {
+		uint16_t b = vmo__pt_get(&o->pt, pg + k);
+		if (!vmo__pg_mappable(b) || (k && follow && (b & PG_COPY)))
+			break;
+		k++;
+	}
+	return (int64_t)k;
 }
 
 int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 			     uint64_t n, int fd, uintptr_t addr)
 {
 	(void)m;
-	pthread_mutex_lock(&o->lock);
-	uint16_t b = vmo__pt_get(&o->pt, pg);
-	if (PG_STATE(b) == PG_FILLING) {
-		/* installed, not yet settled by its filler, which needs the
-		 * space lock we hold: let the thread fault again */
+	/* A FILLING page is installed but not yet settled by its filler,
+	 * which needs the space lock we hold: the caller waits for it
+	 * without locks (-EAGAIN) and comes back. */
+	bool fam = __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
+	int64_t k;
+	if (fam) {
+		/* the copy-on-write work the write needs, first */
+		pthread_mutex_lock(&o->pool->cow_lock);
+		pthread_mutex_lock(&o->lock);
+		k = wf_run(o, pg, n);
 		pthread_mutex_unlock(&o->lock);
-		return -EAGAIN;
+		if (k > 0 && vmo__cow_has_deps(o)) {
+			int r = vmo__cow_before_write(o, pg, (uint64_t)k);
+			if (r) {
+				vmo__cow_unlock(o->pool);
+				/* -EAGAIN: it waited; others: the thread
+				 * faults again and we try again */
+				return r == -EAGAIN ? -EAGAIN : 0;
+			}
+		}
+		if (k <= 0) {
+			vmo__cow_unlock(o->pool);
+			return k;
+		}
 	}
-	uint64_t k = 0;
-	while (k < n && vmo__pg_mappable(vmo__pt_get(&o->pt, pg + k)))
-		k++;
-	bool fam = __atomic_load_n(&o->fam, __ATOMIC_RELAXED);
-	for (uint64_t i = 0; i < k; i++) {
-		uint16_t c = vmo__pt_get(&o->pt, pg + i), nv = c;
+	pthread_mutex_lock(&o->lock);
+	k = wf_run(o, pg, n);
+	struct vmo__pref refs[64];
+	size_t nrefs = 0;
+	for (int64_t i = 0; i < k; i++) {
+		uint16_t c = vmo__pt_get(&o->pt, pg + (uint64_t)i), nv = c;
 		if (o->track)
 			nv |= PG_DIRTY;
-		if (fam)
+		if (fam) {
+			/* the copy-on-write work is done: writable until
+			 * something new depends on the page; and a copy
+			 * written is the clone's own */
 			nv |= PG_WPOFF;
+			nv &= (uint16_t)~(PG_COPY | PG_HASREF);
+			if ((c & PG_HASREF) && nrefs < 64)
+				refs[nrefs++] = vmo__pt_ref(&o->pt, pg + (uint64_t)i);
+			else if (c & PG_HASREF)
+				nv |= PG_HASREF | (c & PG_COPY); /* next time */
+			if (!(c & PG_WPOFF))
+				vmo__obj_log_wpoff(o, pg + (uint64_t)i, 1);
+		}
 		if (nv != c)
-			pg_set(o, pg + i, c, nv);
+			vmo__pg_set(o, pg + (uint64_t)i, c, nv);
 	}
-	int64_t r = (int64_t)k;
-	if (k) {
+	int64_t r = k;
+	if (k > 0) {
 		/* unprotect (and wake) under obj->lock: a write-back that
 		 * cleans the page and protects it again must come wholly
 		 * before or after */
-		struct uffdio_writeprotect wp = {.range = {addr, k * PS},
-						 .mode = 0};
+		struct uffdio_writeprotect wp = {
+			.range = {addr, (uint64_t)k * PS}, .mode = 0};
 		if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) != 0)
 			r = errno == EAGAIN ? 0 : -errno;
 	}
 	pthread_mutex_unlock(&o->lock);
+	if (fam) {
+		vmo__cow_put_refs(refs, nrefs);
+		vmo__cow_unlock(o->pool);
+	}
 	return r;
 }
 
@@ -604,8 +701,34 @@ int vmo__memfd_store(vmo_t *o, uint64_t pg, uint64_t k, const void *buf)
 	return vmo__sys_pwrite_full(o->memfd, buf, k * PS, pg * PS);
 }
 
-/* Fill a claimed run straight into the memfd (no mapping involved). */
-static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k, bool swapin)
+static int fill_plain(vmo_t *o, uint64_t pg, uint64_t k, bool swapin);
+
+/* Fill a claimed run of class cls straight into the memfd (no mapping
+ * involved).  *ok gets the pages filled from pg (all of them on success;
+ * a prefix when a COW fill meets a dropped or unreadable page). */
+static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k, int cls,
+			  uint64_t *ok)
+{
+	bool swapin = cls == VMO__RUN_SWAPIN;
+	*ok = 0;
+	if (cls == VMO__RUN_COW) {
+		void *buf = vmo__scratch(VMO__SCRATCH_FILL, k * PS);
+		if (!buf)
+			return -ENOMEM;
+		int err;
+		uint64_t got = vmo__cow_read_behind(o, pg, k, buf, true, &err);
+		int r = got ? vmo__memfd_store(o, pg, got, buf) : 0;
+		if (!r)
+			*ok = got;
+		return r ? r : err;
+	}
+	int r = fill_plain(o, pg, k, swapin);
+	if (!r)
+		*ok = k;
+	return r;
+}
+
+static int fill_plain(vmo_t *o, uint64_t pg, uint64_t k, bool swapin)
 {
 	if (swapin) {
 		void *buf = vmo__scratch(VMO__SCRATCH_FILL, k * PS);
@@ -630,7 +753,7 @@ static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k, bool swapin)
 }
 
 /* Make pages [pg, end) resident.  No lock held. */
-static int ensure_resident(vmo_t *o, uint64_t pg, uint64_t end)
+int vmo__obj_ensure_resident(vmo_t *o, uint64_t pg, uint64_t end)
 {
 	while (pg < end) {
 		uint64_t k;
@@ -639,14 +762,20 @@ static int ensure_resident(vmo_t *o, uint64_t pg, uint64_t end)
 					 &waited);
 		if (cls < 0)
 			return cls;
-		if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN) {
-			int r = fill_run_memfd(o, pg, k,
-					       cls == VMO__RUN_SWAPIN);
-			if (r == 0)
-				vmo__obj_count_filled(o, (int64_t)k);
-			vmo__obj_fill_done(o, pg, k, r == 0, NULL);
+		if (cls == VMO__RUN_DROPPED)
+			return -ENODATA;
+		if (cls == VMO__RUN_FILL || cls == VMO__RUN_SWAPIN ||
+		    cls == VMO__RUN_COW) {
+			uint64_t ok;
+			int r = fill_run_memfd(o, pg, k, cls, &ok);
+			if (ok) {
+				vmo__obj_count_filled(o, (int64_t)ok);
+				vmo__obj_fill_done(o, pg, ok, true, NULL);
+			}
+			if (ok < k)
+				vmo__obj_fill_done(o, pg + ok, k - ok, false, NULL);
 			if (r)
-				return r == -ENOMEM ? r : -EIO;
+				return r == -ENOMEM || r == -ENODATA ? r : -EIO;
 		}
 		pg += k;
 	}
@@ -676,12 +805,12 @@ static int check_pages(const vmo_t *o, uint64_t off, uint64_t len)
  * swap does not. */
 static bool readable_by_read(const vmo_t *o, uint16_t b)
 {
-	if (readable(b))
+	if (vmo__pg_readable(b))
 		return true;
 	if (!vmo__obj_zero_fill(o))
 		return false;
 	return PG_STATE(b) == PG_ABSENT ||
-	       (PG_STATE(b) == PG_FILLING && !(b & PG_SLOT));
+	       (PG_STATE(b) == PG_FILLING && !(b & (PG_SLOT | PG_HASREF)));
 }
 
 int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
@@ -718,20 +847,42 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 			uint16_t b = vmo__pt_get(&o->pt, p);
 			if (!readable_by_read(o, b))
 				break;
-			if (readable(b) && !(b & PG_REF))
-				(void)pg_set(o, p, b, b | PG_REF);
+			if (vmo__pg_readable(b) && !(b & PG_REF))
+				(void)vmo__pg_set(o, p, b, b | PG_REF);
 		}
 		if (p == pg) {
 			/* page pg is missing: fill a run from it */
 			uint64_t q = p + 1;
-			uint16_t st = PG_STATE(vmo__pt_get(&o->pt, p));
+			uint16_t b = vmo__pt_get(&o->pt, p);
+			uint16_t st = PG_STATE(b);
+			if (st == PG_DROPPED) {
+				pthread_mutex_unlock(&o->lock);
+				return -ENODATA;
+			}
+			bool cow = vmo__cow_backed(o, b);
 			uint64_t lim = MIN(pge, p + MIN(o->pool->max_fill,
 							(uint64_t)RUN_PAGES));
 			while (q < lim &&
 			       PG_STATE(vmo__pt_get(&o->pt, q)) == st)
 				q++;
 			pthread_mutex_unlock(&o->lock);
-			r = ensure_resident(o, p, q);
+			if (cow) {
+				/* what it shares is read where it is: a
+				 * clone read in full costs no memory */
+				int err;
+				uint64_t got = vmo__cow_read_behind(
+					o, p, q - p, scratch, false, &err);
+				uint64_t ce = MIN(cend, (p + got) * PS);
+				if (ce > pos) {
+					memcpy((char *)buf + (pos - off),
+					       scratch + (pos - p * PS), ce - pos);
+					pos = ce;
+				}
+				if (got < q - p)
+					return err;
+				continue;
+			}
+			r = vmo__obj_ensure_resident(o, p, q);
 			if (r)
 				return r;
 			continue;
@@ -750,16 +901,42 @@ int vmo_read(vmo_t *o, uint64_t off, void *buf, size_t len)
 	return 0;
 }
 
-/* Is page pg of the object only partly covered by [pos, end)? */
+/* Must page b, partly overwritten, be filled first?  A swapped page, an
+ * absent page of a pager-backed object, a page a clone shares. */
 static bool needs_fill_before_write(const vmo_t *o, uint16_t b)
 {
-	return PG_STATE(b) == PG_SWAPPED ||
+	return PG_STATE(b) == PG_SWAPPED || PG_STATE(b) == PG_DROPPED ||
+	       vmo__cow_backed(o, b) ||
 	       (PG_STATE(b) == PG_ABSENT && !vmo__obj_zero_fill(o));
 }
 
+/* Is page pg of the object only partly covered by [pos, end)? */
 static bool partial(uint64_t pg, uint64_t pos, uint64_t end)
 {
 	return pos > pg * PS || end < (pg + 1) * PS;
+}
+
+/* Is page word b not in the memfd (a write must claim it first)? */
+static bool write_claims(uint16_t b)
+{
+	uint16_t st = PG_STATE(b);
+	return st == PG_ABSENT || st == PG_SWAPPED || st == PG_SHARED ||
+	       st == PG_DROPPED;
+}
+
+/* Locks of a write chunk: cow_lock (family objects) then obj->lock. */
+static void wlock(vmo_t *o, bool fam)
+{
+	if (fam)
+		pthread_mutex_lock(&o->pool->cow_lock);
+	pthread_mutex_lock(&o->lock);
+}
+
+static void wunlock(vmo_t *o, bool fam)
+{
+	pthread_mutex_unlock(&o->lock);
+	if (fam)
+		vmo__cow_unlock(o->pool);
 }
 
 int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
@@ -789,7 +966,11 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 		uint64_t pg = pos / PS, pge = (cend + PS - 1) / PS;
 		/* copy in first, with no lock held: buf may be a mapping */
 		memcpy(scratch, (const char *)buf + (pos - off), cend - pos);
-		pthread_mutex_lock(&o->lock);
+		/* a family object's write changes what it shows: the
+		 * copy-on-write work comes first, under cow_lock (clone.c) */
+		bool fam = __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
+		bool prepared = false;
+		wlock(o, fam);
 		for (;;) {
 			/* writers wait for every busy page of the chunk */
 			uint64_t busy = pge, pfill = pge;
@@ -803,57 +984,98 @@ int vmo_write(vmo_t *o, uint64_t off, const void *buf, size_t len)
 				}
 			}
 			if (busy < pge) {
-				wait_locked(o);
+				if (!fam) {
+					vmo__obj_wait(o);
+					continue;
+				}
+				/* its owner may need cow_lock to finish */
+				wunlock(o, fam);
+				vmo__obj_wait_settled(o, busy);
+				wlock(o, fam);
+				prepared = false;
 				continue;
 			}
-			/* a partly written absent page of a pager-backed
-			 * object, or a partly written swapped page, must be
-			 * filled before the write */
+			/* a partly written page whose old content is not in
+			 * memory must be filled before the write */
 			uint64_t ends[2] = {pg, pge - 1};
 			for (int i = 0; i < 2; i++)
 				if (partial(ends[i], pos, cend) &&
 				    needs_fill_before_write(
 					    o, vmo__pt_get(&o->pt, ends[i])))
 					pfill = ends[i];
-			if (pfill == pge)
-				break;
-			pthread_mutex_unlock(&o->lock);
-			r = ensure_resident(o, pfill, pfill + 1);
-			pthread_mutex_lock(&o->lock);
-			if (r) {
-				pthread_mutex_unlock(&o->lock);
-				return r;
+			if (pfill < pge) {
+				wunlock(o, fam);
+				r = vmo__obj_ensure_resident(o, pfill, pfill + 1);
+				if (r)
+					return r;
+				wlock(o, fam);
+				prepared = false;
+				continue;
 			}
+			if (fam && !prepared && vmo__cow_has_deps(o)) {
+				pthread_mutex_unlock(&o->lock);
+				r = vmo__cow_before_write(o, pg, pge - pg);
+				pthread_mutex_lock(&o->lock);
+				if (r && r != -EAGAIN) {
+					wunlock(o, fam);
+					return r;
+				}
+				prepared = r == 0;
+				continue; /* look again: locks were dropped */
+			}
+			break;
 		}
 		/* make sure every leaf exists before touching the memfd, so
 		 * that marking pages cannot fail after the write */
 		/* (a swapped page overwritten whole keeps its slot until the
-		 * write succeeded: the slot is its only copy) */
+		 * write succeeded: the slot is its only copy; a shared page
+		 * its reference) */
+		uint16_t orig[IO_CHUNK / VMO_PAGE_SIZE];
+		struct vmo__pref refs[IO_CHUNK / VMO_PAGE_SIZE];
+		size_t nrefs = 0;
+		for (uint64_t p = pg; p < pge; p++)
+			orig[p - pg] = vmo__pt_get(&o->pt, p);
 		for (uint64_t p = pg; p < pge && !r; p++) {
-			uint16_t b = vmo__pt_get(&o->pt, p);
-			if (PG_STATE(b) == PG_ABSENT || PG_STATE(b) == PG_SWAPPED)
-				r = pg_set(o, p, b,
-					   (uint16_t)(PG_FILLING | (b & PG_SLOT)));
+			uint16_t b = orig[p - pg];
+			if (write_claims(b))
+				r = vmo__pg_set(o, p, b,
+						(uint16_t)(PG_FILLING |
+							   (b & (PG_SLOT |
+								 PG_HASREF))));
 		}
 		if (!r)
 			r = vmo__sys_pwrite_full(o->memfd, scratch, cend - pos,
 						 pos);
 		for (uint64_t p = pg; p < pge; p++) {
 			uint16_t b = vmo__pt_get(&o->pt, p);
-			if (PG_STATE(b) == PG_FILLING) {
-				if (!r)
-					protect_new_pages(o, p, 1, NULL);
-				uint16_t undo = (b & PG_SLOT)
-						       ? PG_SWAPPED | PG_SLOT
-						       : PG_ABSENT;
-				pg_set(o, p, b,
-				       r ? undo : PG_RESIDENT | PG_DIRTY | PG_REF);
-			} else if (!r && b) {
-				pg_set(o, p, b, b | PG_DIRTY | PG_REF);
+			bool claimed = write_claims(orig[p - pg]);
+			if (claimed && PG_STATE(b) != PG_FILLING)
+				continue; /* (its claim failed: untouched) */
+			if (r) {
+				if (claimed)
+					vmo__pg_set(o, p, b, orig[p - pg]);
+				continue;
 			}
+			if (claimed)
+				protect_new_pages(o, p, 1, NULL);
+			/* the object's own content now */
+			if (b & PG_HASREF)
+				refs[nrefs++] = vmo__pt_ref(&o->pt, p);
+			uint16_t keep = claimed ? 0
+					       : (uint16_t)(b & ~(PG_COPY |
+								  PG_HASREF));
+			if (claimed || b)
+				vmo__pg_set(o, p, b,
+					    (uint16_t)((claimed ? PG_RESIDENT
+								: keep) |
+						       PG_DIRTY | PG_REF));
 		}
-		wake_waiters(o);
+		vmo__obj_wake(o);
 		pthread_mutex_unlock(&o->lock);
+		if (nrefs)
+			vmo__cow_put_refs(refs, nrefs);
+		if (fam)
+			vmo__cow_unlock(o->pool);
 		if (r)
 			return r;
 		vmo__pool_charge(o->pool);
@@ -873,7 +1095,7 @@ int vmo_commit(vmo_t *o, uint64_t off, uint64_t len)
 	int r = check_pages(o, off, len);
 	if (r)
 		return r;
-	return ensure_resident(o, off / PS, (off + len) / PS);
+	return vmo__obj_ensure_resident(o, off / PS, (off + len) / PS);
 }
 
 /* Mark written pages reported by PAGEMAP_SCAN dirty. */
@@ -893,8 +1115,8 @@ static void harvest_cb(void *arg, uintptr_t s, uintptr_t e)
 		 * before its filler marks it RESIDENT.  Pages not in memory
 		 * (ABSENT, SWAPPED) cannot have been written: an empty entry
 		 * over them says nothing */
-		if (counts_resident(b) && !(b & PG_DIRTY))
-			pg_set(o, pg, b, b | PG_DIRTY);
+		if (vmo__pg_counts_resident(b) && !(b & PG_DIRTY))
+			vmo__pg_set(o, pg, b, b | PG_DIRTY);
 	}
 }
 
@@ -936,9 +1158,16 @@ static void mark_dirty_locked(vmo_t *o, uint64_t pg, uint64_t end)
 	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
 		uint16_t b = vmo__pt_get(&o->pt, p);
-		if (counts_resident(b) && !(b & PG_DIRTY))
-			pg_set(o, p, b, b | PG_DIRTY);
+		if (vmo__pg_counts_resident(b) && !(b & PG_DIRTY))
+			vmo__pg_set(o, p, b, b | PG_DIRTY);
 	}
+}
+
+void vmo__obj_mark_dirty(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	pthread_mutex_lock(&o->lock);
+	mark_dirty_locked(o, pg, end);
+	pthread_mutex_unlock(&o->lock);
 }
 
 /* Bring the dirty bits of pages [pg, end) up to date from every mapping.
@@ -966,7 +1195,7 @@ static void harvest_range(vmo_t *o, uint64_t pg, uint64_t end)
 }
 
 /* Write back dirty pages of [pg, end).  No lock held on entry. */
-static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
+int vmo__obj_sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 {
 	int err = 0;
 	char *buf = vmo__scratch(VMO__SCRATCH_FILL, RUN_PAGES * PS);
@@ -981,7 +1210,7 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 		    (PG_STATE(b) == PG_FILLING && (b & PG_DIRTY))) {
 			/* another sync or an evictor owns it, or its filler
 			 * has not finished: let them end */
-			wait_locked(o);
+			vmo__obj_wait(o);
 			continue;
 		}
 		if (!(b & PG_DIRTY) || PG_STATE(b) != PG_RESIDENT) {
@@ -1006,7 +1235,7 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 		}
 		for (uint64_t i = 0; i < k; i++) {
 			uint16_t c = vmo__pt_get(&o->pt, p + i);
-			pg_set(o, p + i, c,
+			vmo__pg_set(o, p + i, c,
 			       (uint16_t)(PG_WRITEBACK | (c & PG_COPY)));
 		}
 		size_t got = 0;
@@ -1017,10 +1246,10 @@ static int sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 		pthread_mutex_lock(&o->lock);
 		for (uint64_t i = 0; i < k; i++) {
 			uint16_t c = vmo__pt_get(&o->pt, p + i);
-			pg_set(o, p + i, c,
+			vmo__pg_set(o, p + i, c,
 			       PG_RESIDENT | (r ? PG_DIRTY : 0) | (c & PG_DIRTY));
 		}
-		wake_waiters(o);
+		vmo__obj_wake(o);
 		if (r && !err)
 			err = -EIO;
 		p += k;
@@ -1043,7 +1272,45 @@ int vmo_sync(vmo_t *o, uint64_t off, uint64_t len)
 	int r = check_pages(o, off, len);
 	if (r || !o->writeback)
 		return r;
-	return sync_range(o, off / PS, (off + len) / PS);
+	return vmo__obj_sync_range(o, off / PS, (off + len) / PS);
+}
+
+/* Does decommitting page b change what o shows there?  Content of its
+ * own goes (anonymous: zeros; a clone: its parent again; a pager-backed
+ * object: the pager's copy, which only differs for dirty pages); a COPY
+ * shows what is behind it anyway. */
+static bool decommit_changes(const vmo_t *o, uint16_t b)
+{
+	uint16_t st = PG_STATE(b);
+	if (st == PG_ABSENT || st == PG_DROPPED || (b & PG_COPY))
+		return false;
+	if (st == PG_SHARED || o->kind == VMO_KIND_ANON ||
+	    o->kind == VMO_KIND_CLONE)
+		return true;
+	return (b & PG_DIRTY) || st == PG_SWAPPED;
+}
+
+/* Copy-on-write work before a decommit of [pg, end): runs of pages whose
+ * view changes.  obj->lock and cow_lock held; obj->lock is dropped around
+ * the work.  0, -EAGAIN (look again) or an errno. */
+static int decommit_prepare(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;) {
+		if (!decommit_changes(o, vmo__pt_get(&o->pt, p))) {
+			p = vmo__pt_next_used(&o->pt, p + 1, end);
+			continue;
+		}
+		uint64_t q = p + 1;
+		while (q < end && decommit_changes(o, vmo__pt_get(&o->pt, q)))
+			q++;
+		pthread_mutex_unlock(&o->lock);
+		int r = vmo__cow_before_write(o, p, q - p);
+		pthread_mutex_lock(&o->lock);
+		if (r)
+			return r;
+		p = vmo__pt_next_used(&o->pt, q, end);
+	}
+	return 0;
 }
 
 int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
@@ -1056,10 +1323,12 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 	if (r)
 		return r;
 	uint64_t pg = off / PS, end = (off + len) / PS;
+	bool prepared = false;
 	for (;;) {
-		if (o->writeback && (r = sync_range(o, pg, end)) != 0)
+		if (o->writeback && (r = vmo__obj_sync_range(o, pg, end)) != 0)
 			return r;
-		pthread_mutex_lock(&o->lock);
+		bool fam = __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
+		wlock(o, fam);
 		/* busy pages finish first; then nothing may be dirty */
 		bool retry = false;
 		if (o->writeback)
@@ -1070,7 +1339,14 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 			if (PG_STATE(b) == PG_FILLING ||
 			    PG_STATE(b) == PG_WRITEBACK ||
 			    PG_STATE(b) == PG_EVICTING) {
-				wait_locked(o);
+				if (fam) {
+					/* its owner may need cow_lock */
+					wunlock(o, fam);
+					vmo__obj_wait_settled(o, p);
+					wlock(o, fam);
+				} else {
+					vmo__obj_wait(o);
+				}
 				retry = true;
 				break;
 			}
@@ -1079,25 +1355,58 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 				break;
 			}
 		}
+		if (!retry && fam && !prepared && vmo__cow_has_deps(o)) {
+			r = decommit_prepare(o, pg, end);
+			if (r && r != -EAGAIN) {
+				wunlock(o, fam);
+				return r;
+			}
+			prepared = r == 0;
+			retry = true; /* look again: locks were dropped */
+		}
 		if (retry) {
-			pthread_mutex_unlock(&o->lock);
+			wunlock(o, fam);
 			continue;
 		}
 		if (fallocate(o->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 			      (off_t)off, (off_t)len) != 0) {
 			r = -errno;
-			pthread_mutex_unlock(&o->lock);
+			wunlock(o, fam);
 			return r;
 		}
 		uint64_t n = 0;
+		struct vmo__pref refs[64];
+		size_t nrefs = 0;
 		for (uint64_t p = vmo__pt_next_used(&o->pt, pg, end); p < end;
 		     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
-			uint16_t b = vmo__pt_get(&o->pt, p);
+			uint16_t b = vmo__pt_get(&o->pt, p), nv = PG_ABSENT;
 			if (st_resident(b))
 				n++;
-			pg_set(o, p, b, PG_ABSENT);
+			if (PG_STATE(b) == PG_DROPPED)
+				continue;
+			if ((b & PG_COPY) && (b & PG_HASREF)) {
+				/* back to sharing what it copied */
+				nv = PG_SHARED | PG_HASREF;
+			} else {
+				if (b & PG_HASREF)
+					refs[nrefs++] = vmo__pt_ref(&o->pt, p);
+				/* a weak clone has nothing to go back to */
+				if (o->ckind == VMO__CK_WEAK && !(b & PG_COPY))
+					nv = PG_DROPPED;
+			}
+			vmo__pg_set(o, p, b, nv);
+			if (nrefs == 64) {
+				pthread_mutex_unlock(&o->lock);
+				vmo__cow_put_refs(refs, nrefs);
+				nrefs = 0;
+				pthread_mutex_lock(&o->lock);
+			}
 		}
 		pthread_mutex_unlock(&o->lock);
+		if (nrefs)
+			vmo__cow_put_refs(refs, nrefs);
+		if (fam)
+			vmo__cow_unlock(o->pool);
 		ATOMIC_ADD(&o->st_decommitted, n);
 		return 0;
 	}
@@ -1207,7 +1516,7 @@ static void harvest_pages(vmo_t *o, const uint64_t *pgs, size_t n)
 		for (size_t i = 0; i < n; i++) {
 			uint16_t b = vmo__pt_get(&o->pt, pgs[i]);
 			if (!(b & PG_DIRTY))
-				pg_set(o, pgs[i], b, b | PG_DIRTY);
+				vmo__pg_set(o, pgs[i], b, b | PG_DIRTY);
 		}
 }
 
@@ -1216,8 +1525,24 @@ static void harvest_pages(vmo_t *o, const uint64_t *pgs, size_t n)
 static void evict_undo(vmo_t *o, uint64_t pg)
 {
 	uint16_t b = vmo__pt_get(&o->pt, pg);
-	pg_set(o, pg, b,
-	       (uint16_t)(PG_RESIDENT | PG_REF | (b & (PG_DIRTY | PG_SLOT))));
+	vmo__pg_set(o, pg, b,
+		    (uint16_t)(PG_RESIDENT | PG_REF |
+			       (b & (PG_DIRTY | PG_SLOT | PG_COPY | PG_HASREF |
+				     PG_STALE))));
+}
+
+/* What an evicted (released) page becomes: its slot's, what it shares,
+ * or refetched from its pager (a clone's parent).  A clone's copy of a
+ * page its source changed meanwhile (STALE) is gone for good. */
+static uint16_t evicted_word(const vmo_t *o, uint16_t b)
+{
+	if (b & PG_SLOT)
+		return PG_SWAPPED | PG_SLOT;
+	if (b & PG_STALE)
+		return o->ckind == VMO__CK_WEAK ? PG_DROPPED : PG_ABSENT;
+	if (b & PG_HASREF)
+		return PG_SHARED | PG_HASREF;
+	return PG_ABSENT | PG_EVICTED;
 }
 
 /* pread victims pgs[0..n) from the memfd into buf, one call per run of
@@ -1260,7 +1585,7 @@ static void save_to_pager(vmo_t *o, const uint64_t *dl, size_t nd, char *buf,
 				continue;
 			}
 			uint16_t b = vmo__pt_get(&o->pt, dl[x]);
-			pg_set(o, dl[x], b, b & (uint16_t)~PG_DIRTY);
+			vmo__pg_set(o, dl[x], b, b & (uint16_t)~PG_DIRTY);
 			keep[(*nk)++] = dl[x];
 		}
 		if (r) {
@@ -1307,7 +1632,7 @@ static void save_to_swap(vmo_t *o, const uint64_t *dl, size_t nd, char *buf,
 				continue;
 			}
 			uint16_t b = vmo__pt_get(&o->pt, pg);
-			pg_set(o, pg, b,
+			vmo__pg_set(o, pg, b,
 			       (uint16_t)((b & (uint16_t)~PG_DIRTY) | PG_SLOT));
 			keep[(*nk)++] = pg;
 		}
@@ -1366,7 +1691,7 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 			continue;
 		}
 		if (b & PG_REF) {
-			pg_set(o, p, b, b & (uint16_t)~PG_REF);
+			vmo__pg_set(o, p, b, b & (uint16_t)~PG_REF);
 			refl[nref++] = p++;
 			continue;
 		}
@@ -1382,8 +1707,10 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 			p++;
 			continue;
 		}
-		pg_set(o, p, b,
-		       (uint16_t)(PG_EVICTING | (b & (PG_DIRTY | PG_SLOT))));
+		vmo__pg_set(o, p, b,
+			    (uint16_t)(PG_EVICTING |
+				       (b & (PG_DIRTY | PG_SLOT | PG_COPY |
+					     PG_HASREF))));
 		vic[nv++] = p++;
 	}
 	o->hand_pg = p;
@@ -1429,15 +1756,13 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 				continue;
 			}
 			uint16_t b = vmo__pt_get(&o->pt, rel[x]);
-			pg_set(o, rel[x], b,
-			       (b & PG_SLOT) ? (uint16_t)(PG_SWAPPED | PG_SLOT)
-					     : (uint16_t)(PG_ABSENT | PG_EVICTED));
+			vmo__pg_set(o, rel[x], b, evicted_word(o, b));
 		}
 		if (ok)
 			evicted += j - i;
 		i = j;
 	}
-	wake_waiters(o);
+	vmo__obj_wake(o);
 	pthread_mutex_unlock(&o->lock);
 	ATOMIC_ADD(&pool->st_evictions, evicted);
 	return evicted;
@@ -1453,7 +1778,7 @@ void vmo__obj_make_cold(vmo_t *o, uint64_t pg, uint64_t end)
 	     p = vmo__pt_next_used(&o->pt, p + 1, end)) {
 		uint16_t b = vmo__pt_get(&o->pt, p);
 		if (b & PG_REF)
-			pg_set(o, p, b, b & (uint16_t)~PG_REF);
+			vmo__pg_set(o, p, b, b & (uint16_t)~PG_REF);
 	}
 	o->hand_pg = pg;
 	pthread_mutex_unlock(&o->lock);

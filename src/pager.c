@@ -43,6 +43,10 @@ int vmo__pager_read(vmo_t *obj, uint64_t pg, uint64_t k, void *buf)
 	case VMO_KIND_PAGER:
 		r = obj->ops.read(obj->ctx, off, buf, len);
 		break;
+	case VMO_KIND_CLONE:
+	case VMO_KIND_NODE:
+		/* filled from what they share (clone.c), never from here */
+		return -EIO;
 	}
 	ATOMIC_INC(&obj->st_preads);
 	if (r) {
@@ -72,6 +76,9 @@ int vmo__pager_write(vmo_t *obj, uint64_t pg, uint64_t k, const void *buf)
 	case VMO_KIND_PAGER:
 		r = obj->ops.write(obj->ctx, off, buf, len);
 		break;
+	case VMO_KIND_CLONE:
+	case VMO_KIND_NODE:
+		return -EIO; /* they never write back */
 	}
 	ATOMIC_INC(&obj->st_pwrites);
 	if (r) {

@@ -129,12 +129,14 @@ int vmo_pool_create(const vmo_pool_options_t *opts, vmo_pool_t **out)
 	p->gen = __atomic_load_n(&vmo__fork_gen, __ATOMIC_ACQUIRE);
 	p->refs = 1;
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->cow_lock, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	pthread_cond_init(&p->done_cv, NULL);
 	if (p->budget && (r = vmo__reclaim_start(p)) != 0) {
 		vmo__swap_close(p->swap);
 		pthread_cond_destroy(&p->done_cv);
 		pthread_cond_destroy(&p->cv);
+		pthread_mutex_destroy(&p->cow_lock);
 		pthread_mutex_destroy(&p->lock);
 		free(p);
 		return r;
@@ -157,6 +159,7 @@ void vmo__pool_put(vmo_pool_t *pool)
 	vmo__swap_close(pool->swap);
 	pthread_cond_destroy(&pool->done_cv);
 	pthread_cond_destroy(&pool->cv);
+	pthread_mutex_destroy(&pool->cow_lock);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);
 }
@@ -197,8 +200,103 @@ int vmo_pool_stats(vmo_pool_t *pool, vmo_pool_stats_t *st)
 	s.ref_clears = ATOMIC_LOAD(&pool->st_ref_clears);
 	s.reclaim_runs = ATOMIC_LOAD(&pool->st_reclaim_runs);
 	s.direct_reclaims = ATOMIC_LOAD(&pool->st_direct);
+	s.hidden_nodes = ATOMIC_LOAD(&pool->hidden_nodes);
+	s.hidden_pages = ATOMIC_LOAD(&pool->hidden_pages);
+	s.cow_preserved = ATOMIC_LOAD(&pool->st_preserved);
+	s.cow_copies = ATOMIC_LOAD(&pool->st_cow_copies);
+	s.cow_dropped = ATOMIC_LOAD(&pool->st_dropped);
+	s.cow_invalidated = ATOMIC_LOAD(&pool->st_invalidated);
+	s.cow_merged = ATOMIC_LOAD(&pool->st_merged);
 	memcpy(st, &s, s.size);
 	return 0;
+}
+
+/* -------------------------------------------------------------- handles */
+
+/*
+ * The objects handed to users, so that the calls that promise an error for
+ * a destroyed object (vmo_clone, the copies) can tell without touching
+ * freed memory.  An open-addressing set of pointers with tombstones,
+ * under one mutex; it grows at half full.  A freed address that malloc
+ * gives to a new object is that object's handle: the check cannot see
+ * through reuse, only tell a live handle from one that is gone.
+ */
+#define H_EMPTY ((uintptr_t)0)
+#define H_TOMB ((uintptr_t)1)
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t *handles;
+static size_t handles_cap, handles_used; /* used: live + tombstones */
+
+static size_t h_slot(uintptr_t p, size_t cap)
+{
+	return (size_t)((p >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
+}
+
+static void h_put(uintptr_t *tab, size_t cap, uintptr_t p)
+{
+	size_t i = h_slot(p, cap);
+	while (tab[i] != H_EMPTY && tab[i] != H_TOMB)
+		i = (i + 1) & (cap - 1);
+	tab[i] = p;
+}
+
+void vmo__handle_add(vmo_t *o)
+{
+	pthread_mutex_lock(&handles_lock);
+	if ((handles_used + 1) * 2 > handles_cap) {
+		size_t nc = handles_cap ? handles_cap * 2 : 256;
+		uintptr_t *t = calloc(nc, sizeof *t);
+		if (t) {
+			size_t live = 0;
+			for (size_t i = 0; i < handles_cap; i++)
+				if (handles[i] != H_EMPTY && handles[i] != H_TOMB) {
+					h_put(t, nc, handles[i]);
+					live++;
+				}
+			free(handles);
+			handles = t;
+			handles_cap = nc;
+			handles_used = live;
+		}
+	}
+	/* (out of memory with a full table: the handle goes unregistered
+	 * and the checking calls refuse it with -EBADF; nothing breaks) */
+	if ((handles_used + 1) * 2 <= handles_cap) {
+		h_put(handles, handles_cap, (uintptr_t)o);
+		handles_used++;
+	}
+	pthread_mutex_unlock(&handles_lock);
+}
+
+void vmo__handle_del(vmo_t *o)
+{
+	pthread_mutex_lock(&handles_lock);
+	if (handles_cap) {
+		size_t i = h_slot((uintptr_t)o, handles_cap);
+		while (handles[i] != H_EMPTY) {
+			if (handles[i] == (uintptr_t)o) {
+				handles[i] = H_TOMB;
+				break;
+			}
+			i = (i + 1) & (handles_cap - 1);
+		}
+	}
+	pthread_mutex_unlock(&handles_lock);
+}
+
+bool vmo__handle_live(const vmo_t *o)
+{
+	bool found = false;
+	pthread_mutex_lock(&handles_lock);
+	if (handles_cap) {
+		size_t i = h_slot((uintptr_t)o, handles_cap);
+		while (handles[i] != H_EMPTY && !found) {
+			found = handles[i] == (uintptr_t)o;
+			i = (i + 1) & (handles_cap - 1);
+		}
+	}
+	pthread_mutex_unlock(&handles_lock);
+	return found;
 }
 
 /* ------------------------------------------------------------- strerror */
@@ -233,7 +331,8 @@ const char *vmo_strerror(int err)
 	case -ENODEV:
 		return "descriptor is not a regular file or memfd";
 	case -EBADF:
-		return "bad file descriptor";
+		return "bad file descriptor, or a handle to an object that was "
+		       "destroyed";
 	case -ECHILD:
 		return "handle created before fork(): unusable in the child";
 	case -ENOTSUP:
@@ -243,7 +342,8 @@ const char *vmo_strerror(int err)
 	case -EPERM:
 		return "userfaultfd not permitted";
 	case -ENODATA:
-		return "data dropped";
+		return "data dropped: a weak clone's page that its source "
+		       "wrote";
 	default:
 		break;
 	}

@@ -73,6 +73,11 @@ void vmo__pool_unlink(vmo_pool_t *p, vmo_t *o)
 	pthread_mutex_lock(&p->lock);
 	while (o->pins)
 		pthread_cond_wait(&p->done_cv, &p->lock);
+	if (o->unlinked) {
+		/* (a hidden node leaves before it is merged, clone.c) */
+		pthread_mutex_unlock(&p->lock);
+		return;
+	}
 	o->unlinked = true;
 	if (o->ring_next == o) {
 		p->hand = NULL;

@@ -308,6 +308,7 @@ int vmo_space_create(vmo_pool_t *pool, const vmo_space_options_t *opts,
 				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&s->lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&s->conv_lock, NULL);
 	pthread_mutex_init(&s->extra_lock, NULL);
 	pthread_mutex_init(&s->drain_lock, NULL);
 	pthread_cond_init(&s->drain_cv, NULL);
@@ -363,6 +364,7 @@ fail:
 	for (unsigned i = 0; i < s->nuffd; i++)
 		close(s->uffd[i]);
 	pthread_rwlock_destroy(&s->lock);
+	pthread_mutex_destroy(&s->conv_lock);
 	pthread_mutex_destroy(&s->extra_lock);
 	pthread_mutex_destroy(&s->drain_lock);
 	pthread_cond_destroy(&s->drain_cv);
@@ -561,6 +563,8 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	if (want)
 		pthread_mutex_lock(&spaces_lock);
 	void *a = NULL;
+	bool convert = false;
+	uint64_t mid = 0;
 	pthread_rwlock_wrlock(&s->lock);
 	int r = 0;
 	if (want && (overlaps_locked(s, want, len) ||
@@ -620,12 +624,23 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 	vmo_ref(o);
 	vmo__obj_add_mapping(o, m);
 	array_insert(s, first_above(s, (uintptr_t)a), m);
+	/* o joined a copy-on-write family since we chose the async set:
+	 * move the mapping before anyone can use it (clone.c waits for
+	 * that before anything depends on o) */
+	convert = set == VMO__SET_ASYNC &&
+		  __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
+	mid = m->id;
 out:
 	pthread_rwlock_unlock(&s->lock);
 	if (want)
 		pthread_mutex_unlock(&spaces_lock);
 	if (r) {
 		free(m);
+		return r;
+	}
+	if (convert && (r = vmo__space_convert(s, (uintptr_t)a, mid)) != 0) {
+		unmap_locked_range(s, (uintptr_t)a, len,
+				   (flags & VMO_MAP_FIXED) != 0);
 		return r;
 	}
 	if (flags & VMO_MAP_POPULATE) {
@@ -637,6 +652,79 @@ out:
 		}
 	}
 	*addr = a;
+	return 0;
+}
+
+/* ---------------------------------------------------------- conversion */
+
+/*
+ * Move an async-set mapping to the sync set, so that its writes can be
+ * seen before they happen (its object joined a copy-on-write family,
+ * clone.c).  A view of the same memfd range is made elsewhere, registered
+ * with the sync set (as one part, so that one mremap moves it), and moved
+ * over the old one with mremap: the registration travels with it
+ * (UFFD_FEATURE_EVENT_REMAP), so there is no moment when the range is
+ * mapped and not registered -- a fault then would let the kernel put a
+ * zero page into the object.  The old view's page-table entries go with
+ * it: the mapping keeps running and faults its pages in again (MINOR,
+ * clustered).  Writes logged only in those entries are lost with them, so
+ * every resident page of the range is counted dirty, before and after the
+ * move.  The space lock is not held across the mremap (it waits for a
+ * handler to read the event); conv_lock keeps the mapping in place.
+ */
+int vmo__space_convert(vmo_space_t *s, uintptr_t addr, uint64_t id)
+{
+	pthread_mutex_lock(&s->conv_lock);
+	pthread_rwlock_rdlock(&s->lock);
+	struct vmo__mapping *m = vmo__space_lookup(s, addr);
+	bool todo = m && m->id == id && m->set == VMO__SET_ASYNC;
+	uintptr_t a = todo ? m->addr : 0;
+	uint64_t len = todo ? m->len : 0, off = todo ? m->off : 0;
+	int prot = todo ? m->prot : 0;
+	vmo_t *o = todo ? m->obj : NULL;
+	pthread_rwlock_unlock(&s->lock);
+	if (!todo) {
+		pthread_mutex_unlock(&s->conv_lock);
+		return 0;
+	}
+	int r = 0;
+	uint64_t mode = vmo__map_mode(s, o, VMO__SET_SYNC);
+	void *v = mmap(NULL, len, PROT_NONE, MAP_SHARED | MAP_NORESERVE,
+		       o->memfd, (off_t)off);
+	if (v == MAP_FAILED) {
+		pthread_mutex_unlock(&s->conv_lock);
+		return -ENOMEM;
+	}
+	madvise(v, len, MADV_DONTFORK);
+	r = register_stripes(s, VMO__SET_SYNC, (uintptr_t)v, len, 47, mode);
+	if (!r && prot != PROT_NONE && mprotect(v, len, prot) != 0)
+		r = -errno;
+	uint64_t pg = off / PS, end = (off + len) / PS;
+	if (!r && o->track)
+		vmo__obj_mark_dirty(o, pg, end);
+	if (!r && mremap(v, len, len, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 (void *)a) == MAP_FAILED)
+		r = -ENOMEM;
+	if (r) {
+		munmap(v, len);
+		pthread_mutex_unlock(&s->conv_lock);
+		return r == -ENOMEM ? r : -ENOMEM;
+	}
+	pthread_rwlock_wrlock(&s->lock);
+	pthread_mutex_lock(&o->lock);
+	m->set = VMO__SET_SYNC;
+	m->track_wp = false;
+	m->sync_wp = (mode & UFFDIO_REGISTER_MODE_WP) != 0;
+	m->reg_base = a;
+	m->stripe_shift = 47;
+	m->id = ++s->next_id; /* handlers that looked it up look again */
+	pthread_mutex_unlock(&o->lock);
+	pthread_rwlock_unlock(&s->lock);
+	/* threads that faulted on the old view wait on its queues */
+	uffd_wake(s, a, len);
+	if (o->track)
+		vmo__obj_mark_dirty(o, pg, end);
+	pthread_mutex_unlock(&s->conv_lock);
 	return 0;
 }
 
@@ -728,6 +816,7 @@ int vmo_unmap(vmo_space_t *s, void *addr, size_t len)
 static int unmap_locked_range(vmo_space_t *s, uintptr_t a, size_t len,
 			      bool keep_reservation)
 {
+	pthread_mutex_lock(&s->conv_lock);
 	pthread_rwlock_wrlock(&s->lock);
 	int r = 0;
 	struct vmo__mapping **gone = NULL;
@@ -743,6 +832,7 @@ static int unmap_locked_range(vmo_space_t *s, uintptr_t a, size_t len,
 	if (!r)
 		remove_range(s, a, len, keep_reservation, gone, &ngone);
 	pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_unlock(&s->conv_lock);
 	release_removed(s, gone, ngone);
 	free(gone);
 	return r;
@@ -761,6 +851,7 @@ int vmo_protect(vmo_space_t *s, void *addr, size_t len, int prot)
 		return -EINVAL;
 	if (prot & ~(PROT_READ | PROT_WRITE))
 		return -EINVAL;
+	pthread_mutex_lock(&s->conv_lock);
 	pthread_rwlock_wrlock(&s->lock);
 	int r = 0;
 	uintptr_t end = a + len;
@@ -793,6 +884,7 @@ int vmo_protect(vmo_space_t *s, void *addr, size_t len, int prot)
 	}
 out:
 	pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_unlock(&s->conv_lock);
 	return r;
 }
 
@@ -819,6 +911,7 @@ int vmo_advise(vmo_space_t *s, void *addr, size_t len, int advice)
 			return -ENOENT;
 		return populate_merge(s, a, len);
 	}
+	pthread_mutex_lock(&s->conv_lock);
 	pthread_rwlock_wrlock(&s->lock);
 	if (!covered(s, a, len)) {
 		r = -ENOENT;
@@ -848,6 +941,7 @@ int vmo_advise(vmo_space_t *s, void *addr, size_t len, int advice)
 	}
 out:
 	pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_unlock(&s->conv_lock);
 	return r;
 }
 
@@ -904,6 +998,7 @@ void vmo_space_destroy(vmo_space_t *s)
 {
 	if (!s || vmo__stale(s->gen))
 		return;
+	pthread_mutex_lock(&s->conv_lock);
 	pthread_rwlock_wrlock(&s->lock);
 	while (s->nmaps) {
 		struct vmo__mapping *m = s->maps[0], *gone[1];
@@ -914,6 +1009,7 @@ void vmo_space_destroy(vmo_space_t *s)
 		pthread_rwlock_wrlock(&s->lock);
 	}
 	pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_unlock(&s->conv_lock);
 	pthread_mutex_lock(&spaces_lock);
 	if (s->prev_space)
 		s->prev_space->next_space = s->next_space;
@@ -932,6 +1028,7 @@ void vmo_space_destroy(vmo_space_t *s)
 	for (unsigned i = 0; i < s->nuffd; i++)
 		close(s->uffd[i]);
 	pthread_rwlock_destroy(&s->lock);
+	pthread_mutex_destroy(&s->conv_lock);
 	pthread_mutex_destroy(&s->extra_lock);
 	pthread_mutex_destroy(&s->drain_lock);
 	pthread_cond_destroy(&s->drain_cv);

@@ -49,6 +49,7 @@
 
 /* ------------------------------------------------------------ fork guard */
 
+
 /* Incremented in the child by a pthread_atfork handler.  Every handle
  * records the generation it was created in; a mismatch means "we are a
  * child of the process that created this handle". */
@@ -128,6 +129,23 @@ enum {
 #define PG_ZERO 0x400
 #define PG_STALE 0x800
 
+/* For the counters a claimed (FILLING) page is resident already: its
+ * frame is being committed, and counting it at claim time means a thread
+ * whose fault was just resolved finds its page counted. */
+static inline bool vmo__pg_counts_resident(uint16_t b)
+{
+	uint16_t s = b & 0x07;
+	return s == PG_RESIDENT || s == PG_FILLING || s == PG_WRITEBACK ||
+	       s == PG_EVICTING;
+}
+
+/* Is the content of page b in the memfd and stable under obj->lock? */
+static inline bool vmo__pg_readable(uint16_t b)
+{
+	uint16_t s = b & 0x07;
+	return s == PG_RESIDENT || s == PG_WRITEBACK || s == PG_EVICTING;
+}
+
 /* May page b be mapped (installed in a page table)? */
 static inline bool vmo__pg_mappable(uint16_t b)
 {
@@ -204,6 +222,17 @@ struct vmo_pool {
 	bool over;                 /* (a) over budget, nothing evictable */
 	pthread_t reclaimer;
 
+	/* copy-on-write (clone.c): the structure of every object family of
+	 * the pool (parents, hidden-node chains, deps, users) and the
+	 * consistency of what each object shows */
+	pthread_mutex_t cow_lock;
+	struct vmo *cow_free;      /* (C) to free once cow_lock is dropped */
+	uint64_t hidden_nodes;     /* (a) */
+	uint64_t hidden_pages;     /* (a) pages held by hidden nodes
+				      (resident or swapped) */
+	uint64_t st_preserved, st_cow_copies, st_dropped, st_invalidated,
+		st_merged;         /* (a) */
+
 	/* statistics (a) */
 	uint64_t st_filled, st_evictions, st_writebacks, st_swap_outs,
 		st_swap_ins, st_refaults, st_over_budget, st_swap_full,
@@ -212,6 +241,12 @@ struct vmo_pool {
 
 VMO__HIDDEN void vmo__pool_get(vmo_pool_t *pool);
 VMO__HIDDEN void vmo__pool_put(vmo_pool_t *pool);
+
+/* pool.c: the set of object handles given to users (for -EBADF). */
+struct vmo;
+VMO__HIDDEN void vmo__handle_add(struct vmo *o);
+VMO__HIDDEN void vmo__handle_del(struct vmo *o);
+VMO__HIDDEN bool vmo__handle_live(const struct vmo *o);
 
 /* ------------------------------------------------------------------ swap */
 
@@ -258,7 +293,21 @@ VMO__HIDDEN void vmo__pool_cold(struct vmo *obj, uint64_t pg, uint64_t end);
 
 /* ---------------------------------------------------------------- object */
 
-enum vmo__kind { VMO_KIND_ANON, VMO_KIND_FILE, VMO_KIND_PAGER };
+/*
+ * Kinds.  A CLONE's absent pages are whatever its parent shows (clone.c);
+ * a NODE is a hidden node: pre-images kept for snapshots of an object,
+ * never mapped and never seen by users.
+ */
+enum vmo__kind {
+	VMO_KIND_ANON,
+	VMO_KIND_FILE,
+	VMO_KIND_PAGER,
+	VMO_KIND_CLONE,
+	VMO_KIND_NODE,
+};
+
+/* Clone kinds (vmo_t.ckind). */
+enum { VMO__CK_NONE, VMO__CK_SNAPSHOT, VMO__CK_ALOW, VMO__CK_WEAK };
 
 struct vmo__mapping;
 
@@ -306,10 +355,36 @@ struct vmo {
 	int wb_error;          /* (o) eviction failed to write back since
 				  the last vmo_sync: its next result */
 
-	/* copy-on-write (clone.c) */
-	bool fam;              /* (a) has (or had) copy-on-write relations:
-				  new mappings use the sync uffd set, and
-				  pages follow the WPOFF rules */
+	/* copy-on-write (clone.c).  (C) = pool->cow_lock */
+	bool fam;              /* (a; set under C and o) has (or had)
+				  copy-on-write relations: new mappings use
+				  the sync uffd set, and pages follow the
+				  WPOFF rules */
+	int ckind;             /* (c) VMO__CK_* of a CLONE */
+	struct vmo *parent;    /* (C) what pages without content of their
+				  own show: for a snapshot clone its hidden
+				  node, for an at-least-on-write or weak
+				  clone its source, for a hidden node the
+				  next newer node or its source */
+	uint64_t poff;         /* (c) parent page of this object's page 0 */
+	struct vmo *newest;    /* (C) the newest hidden node of this object
+				  (its snapshots' chain starts below it) */
+	struct vmo *older;     /* (C) a node's next older node */
+	struct vmo *deps;      /* (C) at-least-on-write and weak clones of
+				  this object (their parent is this) */
+	struct vmo *dep_next, *dep_prev; /* (C) on the parent's deps */
+	uint64_t users;        /* (C) a node: snapshot clones attached to it
+				  plus SHARED references into it */
+	unsigned irefs;        /* (C) a live object: children naming it as
+				  parent (its newest node, its deps); it is
+				  freed when these and refs are gone */
+	bool udead;            /* (C) refs reached 0; irefs keep it */
+	bool wp_unknown;       /* (o) pages may be mapped writable without
+				  WPOFF (it joined a family with mappings):
+				  the next protect pass covers every page */
+	uint64_t *wlog;        /* (o) pages made WPOFF since the last
+				  protect pass (entries may be stale) */
+	size_t nwlog, capwlog; /* (o) */
 
 	/* reclaim (reclaim.c) */
 	struct vmo *ring_next, *ring_prev; /* (P) the pool's object ring */
@@ -344,6 +419,11 @@ enum {
 	VMO__RUN_RESIDENT = 2,
 	VMO__RUN_BUSY = 3,
 	VMO__RUN_SWAPIN = 4,   /* SWAPPED pages: fill from their slots */
+	VMO__RUN_COW = 5,      /* pages whose content is what they share
+				  (SHARED, or a clone's ABSENT): fill with
+				  vmo__cow_read_behind */
+	VMO__RUN_DROPPED = 6,  /* page pg is DROPPED (k = 1): -ENODATA /
+				  SIGBUS */
 };
 VMO__HIDDEN int vmo__obj_claim(vmo_t *obj, uint64_t pg, uint64_t n,
 			       uint64_t *k, bool *waited);
@@ -438,6 +518,77 @@ VMO__HIDDEN void vmo__obj_harvest_pages_locked(vmo_t *obj,
 					       struct vmo__mapping *m,
 					       uint64_t pg, uint64_t n);
 
+/* object.c internals shared with clone.c.  obj->lock held for pg_set,
+ * wake and wait (wait sleeps on obj->cv). */
+VMO__HIDDEN int vmo__pg_set(vmo_t *obj, uint64_t pg, uint16_t old,
+			    uint16_t nv);
+VMO__HIDDEN void vmo__obj_wake(vmo_t *obj);
+VMO__HIDDEN void vmo__obj_wait(vmo_t *obj);
+VMO__HIDDEN int vmo__obj_new(vmo_pool_t *pool, uint64_t size,
+			     enum vmo__kind kind, vmo_t **out);
+VMO__HIDDEN void vmo__obj_publish(vmo_t *obj);
+/* Make pages [pg, end) resident (no lock held). */
+VMO__HIDDEN int vmo__obj_ensure_resident(vmo_t *obj, uint64_t pg,
+					 uint64_t end);
+/* Write back dirty pages of [pg, end) (no lock held). */
+VMO__HIDDEN int vmo__obj_sync_range(vmo_t *obj, uint64_t pg, uint64_t end);
+/* Free what an object owns (pages, slots, memfd, struct) and drop its
+ * pool reference; runs the pager's release.  No lock held, the object
+ * unreachable and out of its family. */
+VMO__HIDDEN void vmo__obj_free(vmo_t *obj);
+/* Free an object from vmo__obj_new that was never published. */
+VMO__HIDDEN void vmo__obj_discard(vmo_t *obj);
+/* Count every resident page of [pg, end) dirty (obj->lock taken). */
+VMO__HIDDEN void vmo__obj_mark_dirty(vmo_t *obj, uint64_t pg, uint64_t end);
+/* Note that pages [pg, pg+n) became WPOFF (obj->lock held). */
+VMO__HIDDEN void vmo__obj_log_wpoff(vmo_t *obj, uint64_t pg, uint64_t n);
+
+/* ----------------------------------------------------------------- clone */
+
+/*
+ * clone.c.  Every call takes pool->cow_lock itself unless it says so.
+ *
+ * Reading what is behind a clone's page (its parent chain or SHARED
+ * reference): into buf, pages [pg, pg+n) of o, whose own words are not
+ * content (FILLING from the chain, ABSENT of a clone, SHARED).  Returns
+ * pages read from pg (>= 0; fewer than n when page pg+ret is dropped:
+ * *err = -ENODATA, or unreadable: *err = -EIO / -ENOMEM).  `fill` says
+ * the pages will be kept as COPY pages (their sources are protected).
+ */
+VMO__HIDDEN uint64_t vmo__cow_read_behind(vmo_t *o, uint64_t pg, uint64_t n,
+					  void *buf, bool fill, int *err);
+/* Is page word b of o something only the chain can fill (a COW fill)? */
+static inline bool vmo__cow_backed(const vmo_t *o, uint16_t b)
+{
+	return PG_STATE(b) == PG_SHARED ||
+	       (PG_STATE(b) == PG_ABSENT && o->kind == VMO_KIND_CLONE);
+}
+/*
+ * Copy-on-write work before pages [pg, pg+n) of o change what they show
+ * (a write, a decommit, a copy into them): pre-images to the newest hidden
+ * node, at-least-on-write clones' copies invalidated, weak clones' views
+ * dropped.  Caller holds cow_lock and no obj->lock.  0, or -EAGAIN after
+ * it waited for a busy page or filled one (the caller re-checks and calls
+ * again), or -ENOMEM / -EIO.
+ */
+VMO__HIDDEN int vmo__cow_before_write(vmo_t *o, uint64_t pg, uint64_t n);
+/* Does o have anything that depends on its current view (a hidden node
+ * or deps)?  cow_lock held. */
+static inline bool vmo__cow_has_deps(const vmo_t *o)
+{
+	return o->newest || o->deps;
+}
+/* Drop the references of n SHARED/HASREF page entries (nodes' users),
+ * merging or freeing nodes nobody uses any more.  cow_lock held, no
+ * obj->lock. */
+VMO__HIDDEN void vmo__cow_put_refs(const struct vmo__pref *refs, size_t n);
+/* Drop cow_lock, then free the objects that left their families under
+ * it (pool->cow_free). */
+VMO__HIDDEN void vmo__cow_unlock(vmo_pool_t *pool);
+/* The last reference to o went away: free it now or, if clones still see
+ * through it, keep it until they are gone.  No lock held. */
+VMO__HIDDEN void vmo__cow_release(vmo_t *o);
+
 /* ----------------------------------------------------------------- space */
 
 #define VMO__FA_STREAMS 8
@@ -527,6 +678,12 @@ struct vmo_space {
 	int kernel_faults;     /* (c) 0 or VMO_EUSERMODE */
 	uint64_t max_cluster_pages; /* (c) */
 
+	/* Taken before lock by every call that changes existing mappings
+	 * (unmap, protect, advise, destroy) and by a conversion to the sync
+	 * set (vmo__space_convert), which must not hold lock across its
+	 * mremap: that waits for a handler to read the mremap event, and
+	 * handlers take lock. */
+	pthread_mutex_t conv_lock;
 	pthread_rwlock_t lock;
 	struct vmo__mapping **maps; /* (s) sorted by addr, non-overlapping */
 	size_t nmaps, cap;          /* (s) */
@@ -599,6 +756,10 @@ VMO__HIDDEN int vmo__populate(vmo_space_t *space, uintptr_t addr,
 VMO__HIDDEN int vmo__map_set(const vmo_space_t *s, const vmo_t *o);
 VMO__HIDDEN uint64_t vmo__map_mode(const vmo_space_t *s, const vmo_t *o,
 				   int set);
+/* Move the async-set mapping of s at addr (with id) to the sync set
+ * (clone.c needs to see its writes).  No lock held.  0 or -ENOMEM. */
+VMO__HIDDEN int vmo__space_convert(vmo_space_t *s, uintptr_t addr,
+				   uint64_t id);
 /* Lookup under (s) held for reading. */
 VMO__HIDDEN struct vmo__mapping *vmo__space_lookup(vmo_space_t *space,
 						   uintptr_t addr);
@@ -634,6 +795,8 @@ enum {
 	VMO__SCRATCH_FILL,
 	VMO__SCRATCH_EVICT, /* eviction's save buffer (may run inside a fill
 			       or a write, see vmo__pool_charge) */
+	VMO__SCRATCH_COW,   /* copy-on-write pre-images and merges (run
+			       inside writes and faults) */
 	VMO__SCRATCH_SLOTS
 };
 VMO__HIDDEN void *vmo__scratch(int slot, size_t len);
