@@ -555,6 +555,13 @@ static int64_t preserve(vmo_t *o, vmo_t *nd, uint64_t pg, uint64_t n,
 			k = run_of(o, pg, MIN(n, (uint64_t)COW_RUN), same_state);
 			pthread_mutex_unlock(&o->lock);
 			int64_t got = show(par, pg + poff, k, buf, v);
+			if (got == -ENODATA) {
+				/* dropped there: dropped here too */
+				how = MARK;
+				mark = PG_DROPPED;
+				k = 1;
+				goto store;
+			}
 			if (got < 0)
 				return got;
 			k = (uint64_t)got;
@@ -737,6 +744,43 @@ int vmo__cow_before_write(vmo_t *x, uint64_t pg, uint64_t n)
 
 static void node_retire(vmo_t *nd);
 
+/*
+ * References taken out of a node or object being freed or merged are
+ * dropped only once it is out of its chain: dropping one may retire
+ * another node -- the very node being merged into, when its last users
+ * were references from the one merged -- and that must find the chains
+ * consistent.
+ */
+struct refvec {
+	struct vmo__pref *v;
+	size_t n, cap;
+};
+
+static void refvec_add(struct refvec *rv, struct vmo__pref r)
+{
+	if (rv->n == rv->cap) {
+		size_t nc = rv->cap ? rv->cap * 2 : 64;
+		struct vmo__pref *p = realloc(rv->v, nc * sizeof *p);
+		if (!p) {
+			/* (no memory: drop it now; the chains are as
+			 * consistent as the caller keeps them) */
+			vmo__cow_put_refs(&r, 1);
+			return;
+		}
+		rv->v = p;
+		rv->cap = nc;
+	}
+	rv->v[rv->n++] = r;
+}
+
+static void refvec_put(struct refvec *rv)
+{
+	vmo__cow_put_refs(rv->v, rv->n);
+	free(rv->v);
+	rv->v = NULL;
+	rv->n = rv->cap = 0;
+}
+
 void vmo__cow_put_refs(const struct vmo__pref *refs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -745,28 +789,19 @@ void vmo__cow_put_refs(const struct vmo__pref *refs, size_t n)
 }
 
 /* Take the references out of o's page table (their words lose HASREF)
- * and drop them.  cow_lock held. */
-static void drop_own_refs(vmo_t *o)
+ * into rv.  cow_lock held. */
+static void take_own_refs(vmo_t *o, struct refvec *rv)
 {
-	struct vmo__pref batch[64];
-	size_t nb = 0;
 	pthread_mutex_lock(&o->lock);
 	for (uint64_t p = vmo__pt_next_used(&o->pt, 0, o->npages);
 	     p < o->npages; p = vmo__pt_next_used(&o->pt, p + 1, o->npages)) {
 		uint16_t b = vmo__pt_get(&o->pt, p);
 		if (!(b & PG_HASREF))
 			continue;
-		batch[nb++] = vmo__pt_ref(&o->pt, p);
+		refvec_add(rv, vmo__pt_ref(&o->pt, p));
 		vmo__pt_set(&o->pt, p, b & (uint16_t)~PG_HASREF);
-		if (nb == 64) {
-			pthread_mutex_unlock(&o->lock);
-			vmo__cow_put_refs(batch, nb);
-			nb = 0;
-			pthread_mutex_lock(&o->lock);
-		}
 	}
 	pthread_mutex_unlock(&o->lock);
-	vmo__cow_put_refs(batch, nb);
 }
 
 /*
@@ -777,11 +812,9 @@ static void drop_own_refs(vmo_t *o)
  * is out of the ring, and old has no entry where they land.  cow_lock
  * held.
  */
-static void merge_into(vmo_t *nd, vmo_t *old)
+static void merge_into(vmo_t *nd, vmo_t *old, struct refvec *drop)
 {
 	char *buf = vmo__scratch(VMO__SCRATCH_COW, COW_RUN * PS);
-	struct vmo__pref drop[64];
-	size_t ndrop = 0;
 	uint64_t moved = 0;
 	for (uint64_t p = vmo__pt_next_used(&nd->pt, 0, nd->npages);
 	     p < nd->npages;) {
@@ -794,7 +827,7 @@ static void merge_into(vmo_t *nd, vmo_t *old)
 		if (taken) {
 			/* shadowed by old's own entry: nobody sees it */
 			if (b & PG_HASREF) {
-				drop[ndrop++] = vmo__pt_ref(&nd->pt, p);
+				refvec_add(drop, vmo__pt_ref(&nd->pt, p));
 				vmo__pt_set(&nd->pt, p, b & (uint16_t)~PG_HASREF);
 			}
 			pthread_mutex_unlock(&nd->lock);
@@ -859,18 +892,13 @@ static void merge_into(vmo_t *nd, vmo_t *old)
 					    0);
 				moved++;
 			} else if (b & PG_HASREF) {
-				drop[ndrop++] = ref;
+				refvec_add(drop, ref);
 				vmo__pt_set(&nd->pt, p, b & (uint16_t)~PG_HASREF);
 			}
 			pthread_mutex_unlock(&nd->lock);
 		}
-		if (ndrop > 60) {
-			vmo__cow_put_refs(drop, ndrop);
-			ndrop = 0;
-		}
 		p = vmo__pt_next_used(&nd->pt, p + k, nd->npages);
 	}
-	vmo__cow_put_refs(drop, ndrop);
 	ATOMIC_ADD(&nd->pool->st_merged, moved);
 	if (moved)
 		vmo__pool_charge(nd->pool);
@@ -883,30 +911,36 @@ static void merge_into(vmo_t *nd, vmo_t *old)
 static void node_retire(vmo_t *nd)
 {
 	vmo_t *old = nd->older, *par = nd->parent;
+	struct refvec drop = {NULL, 0, 0};
 	/* out of reclaim's sight: nothing evicts its pages while they move */
 	vmo__pool_unlink(nd->pool, nd);
 	if (old)
-		merge_into(nd, old);
+		merge_into(nd, old, &drop);
 	else
-		drop_own_refs(nd);
+		take_own_refs(nd, &drop);
 	if (old)
 		old->parent = par;
-	if (par->kind == VMO_KIND_NODE) {
+	if (par->kind == VMO_KIND_NODE)
 		par->older = old;
-	} else {
+	else
 		par->newest = old;
-		if (!old)
-			unpin(par); /* the chain held an iref on par */
-	}
 	nd->parent = nd->older = NULL;
+	nd->gone = true;
 	free_later(nd);
+	if (par->kind != VMO_KIND_NODE && !old)
+		unpin(par); /* the chain held an iref on par */
+	refvec_put(&drop);
 }
 
 /* A live object nobody references or sees through any more: out of its
  * family, then freed (after cow_lock).  cow_lock held. */
 static void live_free(vmo_t *o)
 {
-	drop_own_refs(o);
+	if (o->gone)
+		return; /* (its own references' release got here first) */
+	o->gone = true;
+	struct refvec drop = {NULL, 0, 0};
+	take_own_refs(o, &drop);
 	vmo_t *par = o->parent;
 	o->parent = NULL;
 	if (par && o->ckind == VMO__CK_SNAPSHOT) {
@@ -923,6 +957,76 @@ static void live_free(vmo_t *o)
 		unpin(par);
 	}
 	free_later(o);
+	refvec_put(&drop);
+}
+
+/*
+ * o's users are gone but clones still see through it: make the pages it
+ * shares its own (content copied in, references dropped).  References are
+ * the only edges that can close a cycle -- o's pages referring into a node
+ * of an object that sees through o (a copy into o from its own clone, or
+ * from itself) would keep both alive forever; parents always point at
+ * older objects.  A COPY of a reference already holds the content.
+ * cow_lock held.  0 or -EAGAIN (it waited; call again) or an errno.
+ */
+static int own_shared(vmo_t *o)
+{
+	vmo_pool_t *pool = o->pool;
+	char *buf = vmo__scratch(VMO__SCRATCH_COW, COW_RUN * PS);
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t p = 0; p < o->npages;) {
+		pthread_mutex_lock(&o->lock);
+		p = vmo__pt_next_used(&o->pt, p, o->npages);
+		while (p < o->npages && !(vmo__pt_get(&o->pt, p) & PG_HASREF))
+			p = vmo__pt_next_used(&o->pt, p + 1, o->npages);
+		if (p >= o->npages) {
+			pthread_mutex_unlock(&o->lock);
+			break;
+		}
+		uint16_t b = vmo__pt_get(&o->pt, p);
+		struct vmo__pref ref = vmo__pt_ref(&o->pt, p);
+		if (PG_STATE(b) != PG_SHARED) {
+			/* a copy (resident or busy): keep the content */
+			if (!vmo__pg_readable(b)) {
+				struct vctx v = {.wait = o, .pg = p};
+				pthread_mutex_unlock(&o->lock);
+				int r = settle_unlocked(pool, &v);
+				return r ? r : -EAGAIN;
+			}
+			vmo__pg_set(o, p, b,
+				    (uint16_t)((b & ~(PG_HASREF | PG_COPY)) |
+					       PG_DIRTY));
+			pthread_mutex_unlock(&o->lock);
+			vmo__cow_put_refs(&ref, 1);
+			p++;
+			continue;
+		}
+		pthread_mutex_unlock(&o->lock);
+		struct vctx v = {0};
+		int64_t r = show(ref.node, ref.pg, 1, buf, &v);
+		if (r == -EAGAIN) {
+			r = settle_unlocked(pool, &v);
+			return r ? (int)r : -EAGAIN;
+		}
+		pthread_mutex_lock(&o->lock);
+		uint16_t nv = r == -ENODATA ? (uint16_t)PG_DROPPED
+					    : (uint16_t)(PG_RESIDENT | PG_DIRTY);
+		if (r < 0 && r != -ENODATA) {
+			pthread_mutex_unlock(&o->lock);
+			return (int)r;
+		}
+		if (r > 0 && vmo__sys_pwrite_full(o->memfd, buf, PS, p * PS)) {
+			pthread_mutex_unlock(&o->lock);
+			return -ENOMEM;
+		}
+		vmo__pt_set(&o->pt, p, b & (uint16_t)~PG_HASREF);
+		vmo__pg_set(o, p, b & (uint16_t)~PG_HASREF, nv);
+		pthread_mutex_unlock(&o->lock);
+		vmo__cow_put_refs(&ref, 1);
+		p++;
+	}
+	return 0;
 }
 
 void vmo__cow_release(vmo_t *o)
@@ -930,6 +1034,10 @@ void vmo__cow_release(vmo_t *o)
 	vmo_pool_t *pool = o->pool;
 	pthread_mutex_lock(&pool->cow_lock);
 	o->udead = true;
+	/* (an error leaves the references: no worse than a leak of what
+	 * they hold, and only on out of memory) */
+	while (o->irefs && !o->gone && own_shared(o) == -EAGAIN)
+		;
 	if (o->irefs == 0)
 		live_free(o);
 	vmo__cow_unlock(pool);

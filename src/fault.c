@@ -403,6 +403,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		pthread_rwlock_rdlock(&s->lock);
 		if (revalidate(s, t, pg, 1)) {
 			poison(s, fd, t->wfd, t->base + pg * PS);
+			vmo__obj_note_poison(o, pg);
 			OWNER_ADD(&st->sigbus, 1);
 		} else {
 			fault_wake(t, fd, t->base + pg * PS);
@@ -452,6 +453,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 				pthread_rwlock_rdlock(&s->lock);
 				if (revalidate(s, t, pg, 1)) {
 					poison(s, fd, t->wfd, faddr);
+					vmo__obj_note_poison(o, pg);
 					OWNER_ADD(&st->sigbus, 1);
 				} else {
 					fault_wake(t, fd, faddr);

@@ -78,6 +78,16 @@ int vmo__pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 	/* a page out of the memfd has no page-table entry anywhere */
 	if (!vmo__pg_counts_resident(nv))
 		nv &= (uint16_t)~PG_WPOFF;
+	/* a poison marker stays until the page has content again */
+	bool unpoison = false;
+	if (old & PG_POISONED) {
+		if (vmo__pg_counts_resident(nv)) {
+			nv &= (uint16_t)~PG_POISONED;
+			unpoison = true;
+		} else {
+			nv |= PG_POISONED;
+		}
+	}
 	uint32_t slot = (old & PG_SLOT) && !(nv & PG_SLOT)
 				? vmo__pt_slot(&o->pt, pg)
 				: 0;
@@ -104,7 +114,18 @@ int vmo__pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 		o->nswapped += (uint64_t)(int64_t)dsw;
 		ATOMIC_ADD(&o->pool->swapped_pages, (uint64_t)(int64_t)dsw);
 	}
+	if (unpoison)
+		vmo__obj_zap(o, pg, 1);
 	return 0;
+}
+
+void vmo__obj_note_poison(vmo_t *o, uint64_t pg)
+{
+	pthread_mutex_lock(&o->lock);
+	uint16_t b = vmo__pt_get(&o->pt, pg);
+	if (!vmo__pg_counts_resident(b))
+		vmo__pg_set(o, pg, b, b | PG_POISONED);
+	pthread_mutex_unlock(&o->lock);
 }
 
 void vmo__obj_wake(vmo_t *o)
@@ -712,7 +733,7 @@ static int fill_run_memfd(vmo_t *o, uint64_t pg, uint64_t k, int cls,
 	bool swapin = cls == VMO__RUN_SWAPIN;
 	*ok = 0;
 	if (cls == VMO__RUN_COW) {
-		void *buf = vmo__scratch(VMO__SCRATCH_FILL, k * PS);
+		void *buf = vmo__scratch(VMO__SCRATCH_SHARED, k * PS);
 		if (!buf)
 			return -ENOMEM;
 		int err;
@@ -1282,7 +1303,9 @@ int vmo_sync(vmo_t *o, uint64_t off, uint64_t len)
 static bool decommit_changes(const vmo_t *o, uint16_t b)
 {
 	uint16_t st = PG_STATE(b);
-	if (st == PG_ABSENT || st == PG_DROPPED || (b & PG_COPY))
+	/* (a copy of a reference is content vmo_copy gave it: its own) */
+	if (st == PG_ABSENT || st == PG_DROPPED ||
+	    ((b & PG_COPY) && !(b & PG_HASREF)))
 		return false;
 	if (st == PG_SHARED || o->kind == VMO_KIND_ANON ||
 	    o->kind == VMO_KIND_CLONE)
@@ -1384,16 +1407,16 @@ int vmo_decommit(vmo_t *o, uint64_t off, uint64_t len)
 				n++;
 			if (PG_STATE(b) == PG_DROPPED)
 				continue;
-			if ((b & PG_COPY) && (b & PG_HASREF)) {
-				/* back to sharing what it copied */
-				nv = PG_SHARED | PG_HASREF;
-			} else {
-				if (b & PG_HASREF)
-					refs[nrefs++] = vmo__pt_ref(&o->pt, p);
-				/* a weak clone has nothing to go back to */
-				if (o->ckind == VMO__CK_WEAK && !(b & PG_COPY))
-					nv = PG_DROPPED;
-			}
+			/* what vmo_copy gave it (a reference, or a copy of
+			 * one) was its own content: it goes too */
+			if (b & PG_HASREF)
+				refs[nrefs++] = vmo__pt_ref(&o->pt, p);
+			/* a weak clone's own page has nothing to go back to
+			 * (what it showed before may be gone from its
+			 * source) */
+			if (o->ckind == VMO__CK_WEAK && PG_STATE(b) != PG_ABSENT &&
+			    (!(b & PG_COPY) || (b & PG_HASREF)))
+				nv = PG_DROPPED;
 			vmo__pg_set(o, p, b, nv);
 			if (nrefs == 64) {
 				pthread_mutex_unlock(&o->lock);
@@ -1489,6 +1512,19 @@ static void zap_pages(vmo_t *o, const uint64_t *pgs, size_t n)
 	}
 	if (z.n)
 		vmo__sys_zap(z.iov, z.n);
+}
+
+void vmo__obj_zap(vmo_t *o, uint64_t pg, uint64_t n)
+{
+	uint64_t pgs[64];
+	while (n) {
+		size_t k = (size_t)MIN(n, (uint64_t)64);
+		for (size_t i = 0; i < k; i++)
+			pgs[i] = pg + i;
+		zap_pages(o, pgs, k);
+		pg += k;
+		n -= k;
+	}
 }
 
 /* Harvest the write log of pages pgs[0..n) (ascending) from every

@@ -107,6 +107,10 @@ static inline bool vmo__stale(unsigned gen)
  *   STALE     on a busy page of a clone: its source changed the page while
  *             it was being filled or evicted; the busy owner drops the
  *             content when it is done
+ *   POISONED  a fault on the page was answered with SIGBUS (UFFDIO_POISON):
+ *             some mapping may hold a poison marker, which only a zap
+ *             removes.  Carried until the page has content again, when
+ *             vmo__pg_set zaps it from every mapping
  */
 enum {
 	PG_ABSENT = 0,
@@ -128,6 +132,7 @@ enum {
 #define PG_WPOFF 0x200
 #define PG_ZERO 0x400
 #define PG_STALE 0x800
+#define PG_POISONED 0x1000
 
 /* For the counters a claimed (FILLING) page is resident already: its
  * frame is being committed, and counting it at claim time means a thread
@@ -379,6 +384,7 @@ struct vmo {
 				  parent (its newest node, its deps); it is
 				  freed when these and refs are gone */
 	bool udead;            /* (C) refs reached 0; irefs keep it */
+	bool gone;             /* (C) out of its family, to be freed */
 	bool wp_unknown;       /* (o) pages may be mapped writable without
 				  WPOFF (it joined a family with mappings):
 				  the next protect pass covers every page */
@@ -458,6 +464,8 @@ VMO__HIDDEN int64_t vmo__obj_write_fault(vmo_t *obj, struct vmo__mapping *m,
  * held. */
 VMO__HIDDEN int vmo__map_protect(struct vmo__mapping *m, uint64_t s,
 				 uint64_t e);
+/* Note that page pg was poisoned in a mapping (obj->lock taken). */
+VMO__HIDDEN void vmo__obj_note_poison(vmo_t *obj, uint64_t pg);
 /* Wait until page pg is not FILLING.  No lock held. */
 VMO__HIDDEN void vmo__obj_wait_settled(vmo_t *obj, uint64_t pg);
 /* Count k pages filled by the pager (negative: take back a count). */
@@ -538,6 +546,9 @@ VMO__HIDDEN int vmo__obj_sync_range(vmo_t *obj, uint64_t pg, uint64_t end);
 VMO__HIDDEN void vmo__obj_free(vmo_t *obj);
 /* Free an object from vmo__obj_new that was never published. */
 VMO__HIDDEN void vmo__obj_discard(vmo_t *obj);
+/* Drop the page-table entries of pages [pg, pg+n) in every mapping of
+ * the object, poison markers included (obj->lock held). */
+VMO__HIDDEN void vmo__obj_zap(vmo_t *obj, uint64_t pg, uint64_t n);
 /* Count every resident page of [pg, end) dirty (obj->lock taken). */
 VMO__HIDDEN void vmo__obj_mark_dirty(vmo_t *obj, uint64_t pg, uint64_t end);
 /* Note that pages [pg, pg+n) became WPOFF (obj->lock held). */
@@ -797,6 +808,9 @@ enum {
 			       or a write, see vmo__pool_charge) */
 	VMO__SCRATCH_COW,   /* copy-on-write pre-images and merges (run
 			       inside writes and faults) */
+	VMO__SCRATCH_SHARED, /* explicit fills of what a page shares: the
+				source's own page may be filled (FILL) on
+				the way */
 	VMO__SCRATCH_SLOTS
 };
 VMO__HIDDEN void *vmo__scratch(int slot, size_t len);
