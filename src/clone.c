@@ -210,26 +210,30 @@ static int protect_one(vmo_t *o)
 	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next)
 		any |= m->sync_wp;
 	if (o->wp_unknown) {
-		if (any) {
-			uint64_t p = vmo__pt_next_used(&o->pt, 0, o->npages);
-			while (p < o->npages) {
-				if (!vmo__pg_counts_resident(
-					    vmo__pt_get(&o->pt, p))) {
-					p = vmo__pt_next_used(&o->pt, p + 1,
-							      o->npages);
-					continue;
-				}
-				uint64_t q = p + 1;
-				while (q < o->npages &&
-				       vmo__pg_counts_resident(
-					       vmo__pt_get(&o->pt, q)))
-					q++;
-				if (protect_pages(o, p, q))
-					return -EAGAIN;
-				p = vmo__pt_next_used(&o->pt, q, o->npages);
+		/* every resident run protected, every WPOFF cleared: from
+		 * here on a WPOFF page is always in the log */
+		uint64_t p = vmo__pt_next_used(&o->pt, 0, o->npages);
+		while (p < o->npages) {
+			if (!vmo__pg_counts_resident(vmo__pt_get(&o->pt, p))) {
+				p = vmo__pt_next_used(&o->pt, p + 1, o->npages);
+				continue;
 			}
+			uint64_t q = p + 1;
+			while (q < o->npages &&
+			       vmo__pg_counts_resident(vmo__pt_get(&o->pt, q)))
+				q++;
+			if (any && protect_pages(o, p, q))
+				return -EAGAIN;
+			for (uint64_t i = p; i < q; i++) {
+				uint16_t b = vmo__pt_get(&o->pt, i);
+				if (b & PG_WPOFF)
+					vmo__pg_set(o, i, b,
+						    b & (uint16_t)~PG_WPOFF);
+			}
+			p = vmo__pt_next_used(&o->pt, q, o->npages);
 		}
 		o->wp_unknown = false;
+		o->nwlog = 0;
 	}
 	if (o->nwlog) {
 		qsort(o->wlog, o->nwlog, sizeof *o->wlog, cmp_u64);
@@ -653,6 +657,11 @@ static int invalidate(vmo_t *y, uint64_t q, uint64_t k)
 			if (weak) {
 				r = vmo__pg_set(y, q + i, b, PG_DROPPED);
 				dropped += !r;
+			} else if (b & PG_POISONED) {
+				/* it showed a dropped page, and now shows
+				 * something: its mappings' poison goes */
+				vmo__pt_set(&y->pt, q + i, b & (uint16_t)~PG_POISONED);
+				vmo__obj_zap(y, q + i, 1);
 			}
 			break;
 		case PG_RESIDENT:

@@ -211,8 +211,22 @@ static void poison(vmo_space_t *s, int fd, int wfd, uintptr_t addr)
 {
 	if (s->poison) {
 		struct uffdio_poison p = {.range = {addr, PS}, .mode = 0};
-		if (ioctl(fd, UFFDIO_POISON, &p) == 0 || errno == EEXIST)
-			return;
+		if (ioctl(fd, UFFDIO_POISON, &p) == 0)
+			return; /* (it woke the thread) */
+		if (errno == EEXIST) {
+			/* A write-protect marker: a protected entry whose
+			 * page went away (a clone's copy invalidated) leaves
+			 * one, and the thread faults through it.  Resolving
+			 * the protection clears it; poison again. */
+			struct uffdio_writeprotect wp = {
+				.range = {addr, PS},
+				.mode = UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+			if (ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0 &&
+			    ioctl(fd, UFFDIO_POISON, &p) == 0)
+				return;
+		}
+		/* EEXIST still: an install raced us; it did not wake the
+		 * thread */
 	}
 	/* No poison: let the thread fault again (the pager is retried). */
 	uffd_wake(wfd >= 0 ? wfd : fd, addr, PS);
@@ -514,8 +528,14 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		if (cover)
 			pthread_mutex_unlock(&o->lock);
 		pthread_rwlock_unlock(&s->lock);
-		if (!cover)
+		if (!cover) {
+			/* unmapped, split or moved to the other uffd set
+			 * since the lookup: the thread faults again (and
+			 * gets SIGSEGV if it is gone) */
+			if (fault)
+				fault_wake(t, fd, faddr);
 			return -ENOENT;
+		}
 		if (err == EFAULT && a == 0)
 			continue; /* our page was decommitted: claim again */
 		if (k > 1)
@@ -761,6 +781,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	}
 	ATOMIC_INC(&t.obj->st_faults);
 	t.wfd = h->uffd;
+
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
 		resolve_wp(s, h, &t, pg, w, st);
 		target_put(s, &t);

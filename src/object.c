@@ -78,10 +78,10 @@ int vmo__pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 	/* a page out of the memfd has no page-table entry anywhere */
 	if (!vmo__pg_counts_resident(nv))
 		nv &= (uint16_t)~PG_WPOFF;
-	/* a poison marker stays until the page has content again */
+	/* a poison marker stays until the page shows something again */
 	bool unpoison = false;
 	if (old & PG_POISONED) {
-		if (vmo__pg_counts_resident(nv)) {
+		if (PG_STATE(nv) != PG_ABSENT && PG_STATE(nv) != PG_DROPPED) {
 			nv &= (uint16_t)~PG_POISONED;
 			unpoison = true;
 		} else {
@@ -1310,7 +1310,11 @@ static bool decommit_changes(const vmo_t *o, uint16_t b)
 	if (st == PG_SHARED || o->kind == VMO_KIND_ANON ||
 	    o->kind == VMO_KIND_CLONE)
 		return true;
-	return (b & PG_DIRTY) || st == PG_SWAPPED;
+	if (!o->writable)
+		return false; /* it can only ever show its pager's copy */
+	/* without dirty tracking a page written through a mapping looks
+	 * clean: any page in memory may differ from the pager's */
+	return !o->track || (b & PG_DIRTY) || st == PG_SWAPPED;
 }
 
 /* Copy-on-write work before a decommit of [pg, end): runs of pages whose
