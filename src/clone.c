@@ -681,6 +681,9 @@ static int invalidate(vmo_t *y, uint64_t q, uint64_t k)
 			break;
 		default: /* FILLING, EVICTING: their owner drops it */
 			vmo__pg_set(y, q + i, b, b | PG_STALE);
+			/* a filler may have mapped it already (it installs
+			 * under obj->lock, and no more once it is STALE) */
+			vmo__obj_zap(y, q + i, 1);
 			break;
 		}
 	}
@@ -1191,8 +1194,12 @@ int vmo_clone(vmo_t *src, uint64_t offset, uint64_t len, unsigned flags,
 				nd->users++;
 			}
 		} else {
-			/* a weak clone depends on every page at once */
-			r = kind == VMO__CK_WEAK ? protect_all(src) : 0;
+			/* A weak clone depends on every page at once; an
+			 * at-least-on-write one on the pages it copies, whose
+			 * fills protect WPOFF pages of src -- which is only
+			 * enough once every writable entry is WPOFF (no
+			 * wp_unknown left) */
+			r = protect_all(src);
 			if (!r) {
 				c->parent = src;
 				src->irefs++;
@@ -1416,6 +1423,22 @@ static int copy_pages(vmo_t *src, struct plist sp, vmo_t *dst,
 	pthread_mutex_unlock(&pool->cow_lock);
 	if (dropped)
 		return -ENODATA;
+	if (eager && pool == dst->pool &&
+	    __atomic_load_n(&src->fam, __ATOMIC_ACQUIRE)) {
+		/* What src shows may depend on dst (src sees through it):
+		 * a page copied could change a page still to be read.  Take
+		 * the pages as they are now into a private snapshot first. */
+		vmo_t *tmp;
+		r = vmo_create(pool, sp.n * PS, 0, &tmp);
+		if (r)
+			return r;
+		struct plist tp = {NULL, 0, sp.n};
+		r = copy_pages(src, sp, tmp, tp, 0);
+		if (!r)
+			r = copy_eager(tmp, &tp, dst, &dp);
+		vmo_unref(tmp);
+		return r;
+	}
 	if (eager)
 		return copy_eager(src, &sp, dst, &dp);
 	for (;;) {

@@ -234,6 +234,10 @@ static void poison(vmo_space_t *s, int fd, int wfd, uintptr_t addr)
 
 /* ---------------------------------------------------------------- resolve */
 
+struct target;
+static void poison_page(vmo_space_t *s, const struct target *t, int fd,
+			uint64_t pg);
+
 /* The part of a mapping a resolve needs after dropping space->lock. */
 struct target {
 	vmo_t *obj;
@@ -257,6 +261,27 @@ struct target {
 static void fault_wake(const struct target *t, int fd, uintptr_t a)
 {
 	uffd_wake(t->wfd >= 0 ? t->wfd : fd, a, PS);
+}
+
+/* The faulting thread gets SIGBUS at object page pg -- if the page still
+ * shows nothing: under obj->lock, so that a write that gives it content
+ * (and zaps markers, see PG_POISONED) comes wholly before or after.
+ * Space lock held for reading, mapping revalidated. */
+static void poison_page(vmo_space_t *s, const struct target *t, int fd,
+			uint64_t pg)
+{
+	vmo_t *o = t->obj;
+	uintptr_t a = t->base + pg * PS;
+	pthread_mutex_lock(&o->lock);
+	uint16_t b = vmo__pt_get(&o->pt, pg);
+	if (PG_STATE(b) == PG_ABSENT || PG_STATE(b) == PG_DROPPED ||
+	    PG_STATE(b) == PG_SHARED) {
+		poison(s, fd, t->wfd, a);
+		vmo__obj_note_poison_locked(o, pg);
+	} else {
+		fault_wake(t, fd, a); /* it has something now: try again */
+	}
+	pthread_mutex_unlock(&o->lock);
 }
 
 /* The uffd serving address a of t, and where its stripe ends. */
@@ -357,10 +382,24 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		int err = 0;
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = gone ? 0 : revalidate(s, t, pg + done, n);
-		if (cover)
+		bool stale = false;
+		if (cow && cover) {
+			/* A COW fill's content may have been invalidated
+			 * meanwhile (its source wrote the page, STALE): then
+			 * it must not be mapped.  Checked and installed under
+			 * obj->lock, which the invalidation takes (it zaps
+			 * what was installed before it). */
+			pthread_mutex_lock(&o->lock);
+			for (uint64_t i = 0; i < cover && !stale; i++)
+				stale = (vmo__pt_get(&o->pt, pg + done + i) &
+					 PG_STALE) != 0;
+		}
+		if (cover && !stale)
 			got = install(fd, zero && !zcopy ? INST_ZERO : INST_COPY,
 				      a, cover * PS, zcopy ? vmo__zeros : buf,
 				      wp, &err) / PS;
+		if (cow && cover)
+			pthread_mutex_unlock(&o->lock);
 		pthread_rwlock_unlock(&s->lock);
 		if (!cover)
 			gone = true;
@@ -416,8 +455,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		OWNER_ADD(&st->errors, 1);
 		pthread_rwlock_rdlock(&s->lock);
 		if (revalidate(s, t, pg, 1)) {
-			poison(s, fd, t->wfd, t->base + pg * PS);
-			vmo__obj_note_poison(o, pg);
+			poison_page(s, t, fd, pg);
 			OWNER_ADD(&st->sigbus, 1);
 		} else {
 			fault_wake(t, fd, t->base + pg * PS);
@@ -466,8 +504,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			if (fault) {
 				pthread_rwlock_rdlock(&s->lock);
 				if (revalidate(s, t, pg, 1)) {
-					poison(s, fd, t->wfd, faddr);
-					vmo__obj_note_poison(o, pg);
+					poison_page(s, t, fd, pg);
 					OWNER_ADD(&st->sigbus, 1);
 				} else {
 					fault_wake(t, fd, faddr);

@@ -119,13 +119,11 @@ int vmo__pg_set(vmo_t *o, uint64_t pg, uint16_t old, uint16_t nv)
 	return 0;
 }
 
-void vmo__obj_note_poison(vmo_t *o, uint64_t pg)
+void vmo__obj_note_poison_locked(vmo_t *o, uint64_t pg)
 {
-	pthread_mutex_lock(&o->lock);
 	uint16_t b = vmo__pt_get(&o->pt, pg);
 	if (!vmo__pg_counts_resident(b))
 		vmo__pg_set(o, pg, b, b | PG_POISONED);
-	pthread_mutex_unlock(&o->lock);
 }
 
 void vmo__obj_wake(vmo_t *o)
@@ -1307,14 +1305,16 @@ static bool decommit_changes(const vmo_t *o, uint16_t b)
 	if (st == PG_ABSENT || st == PG_DROPPED ||
 	    ((b & PG_COPY) && !(b & PG_HASREF)))
 		return false;
-	if (st == PG_SHARED || o->kind == VMO_KIND_ANON ||
+	if (st == PG_SHARED || (b & PG_HASREF) || o->kind == VMO_KIND_ANON ||
 	    o->kind == VMO_KIND_CLONE)
 		return true;
 	if (!o->writable)
 		return false; /* it can only ever show its pager's copy */
 	/* without dirty tracking a page written through a mapping looks
-	 * clean: any page in memory may differ from the pager's */
-	return !o->track || (b & PG_DIRTY) || st == PG_SWAPPED;
+	 * clean: any page in memory may differ from the pager's; and a
+	 * page with a swap slot differs from it (the slot is its backing
+	 * copy, and decommit drops it) */
+	return !o->track || (b & (PG_DIRTY | PG_SLOT)) || st == PG_SWAPPED;
 }
 
 /* Copy-on-write work before a decommit of [pg, end): runs of pages whose

@@ -464,8 +464,8 @@ VMO__HIDDEN int64_t vmo__obj_write_fault(vmo_t *obj, struct vmo__mapping *m,
  * held. */
 VMO__HIDDEN int vmo__map_protect(struct vmo__mapping *m, uint64_t s,
 				 uint64_t e);
-/* Note that page pg was poisoned in a mapping (obj->lock taken). */
-VMO__HIDDEN void vmo__obj_note_poison(vmo_t *obj, uint64_t pg);
+/* Note that page pg was poisoned in a mapping (obj->lock held). */
+VMO__HIDDEN void vmo__obj_note_poison_locked(vmo_t *obj, uint64_t pg);
 /* Wait until page pg is not FILLING.  No lock held. */
 VMO__HIDDEN void vmo__obj_wait_settled(vmo_t *obj, uint64_t pg);
 /* Count k pages filled by the pager (negative: take back a count). */

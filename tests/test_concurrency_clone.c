@@ -94,6 +94,15 @@ static int map_read(const unsigned char *src, unsigned char *dst)
 	return 0;
 }
 
+static int trace = -1;
+#define TR(...)                                                 \
+	do {                                                    \
+		if (trace < 0)                                  \
+			trace = getenv("CLONE_MODEL_TRACE") != NULL; \
+		if (trace)                                      \
+			fprintf(stderr, __VA_ARGS__);           \
+	} while (0)
+
 /* ------------------------------------------------------------- the model */
 
 /* What x shows at page p: content in out and V_OK / V_DROPPED / V_MAYBE.
@@ -126,8 +135,10 @@ static void changed(struct fam *f, struct mobj *x, size_t p, bool definite)
 		if (y->kind == K_WEAK) {
 			if (y->st[yp] == V_DROPPED)
 				continue;
-			if (definite)
+			if (definite) {
+				TR("  drop #%zu p %zu (from #%zu p %zu)\n", y->idx, yp, x->idx, p);
 				y->st[yp] = V_DROPPED;
+			}
 			else if (y->st[yp] == V_OK)
 				y->st[yp] = V_MAYBE;
 		}
@@ -145,6 +156,7 @@ static void settle(struct mobj *x, size_t p)
 	if (v == V_MAYBE) {
 		int r = vmo_read(x->o, p * PG, b, PG);
 		if (r == -ENODATA) {
+			TR("  settle #%zu p %zu: dropped (who #%zu p %zu)\n", x->idx, p, who->idx, wpg);
 			who->st[wpg] = V_DROPPED;
 		} else {
 			if (r)
@@ -172,15 +184,6 @@ static void own_page(struct mobj *x, size_t p)
 }
 
 /* ----------------------------------------------------------- utilities */
-
-static int trace = -1;
-#define TR(...)                                                 \
-	do {                                                    \
-		if (trace < 0)                                  \
-			trace = getenv("CLONE_MODEL_TRACE") != NULL; \
-		if (trace)                                      \
-			fprintf(stderr, __VA_ARGS__);           \
-	} while (0)
 
 static uint64_t rn(struct fam *f, uint64_t n)
 {
@@ -248,10 +251,11 @@ static void check_page(struct mobj *x, size_t p, bool mapped, int line)
 	if (v == V_MAYBE)
 		v = who->st[wpg] = r == -ENODATA ? V_DROPPED : V_OK;
 	if (v == V_DROPPED) {
-		if (r != -ENODATA)
-			FAIL("line %d: kind %d page %zu: read %d, expected "
+		if (r != -ENODATA) {
+			FAIL("line %d: #%zu kind %d page %zu: read %d, expected "
 			     "dropped",
-			     line, x->kind, p, r);
+			     line, x->idx, x->kind, p, r);
+		}
 	} else {
 		if (r)
 			FAIL("line %d: kind %d page %zu: read %d (%s)", line,
@@ -266,10 +270,6 @@ static void check_page(struct mobj *x, size_t p, bool mapped, int line)
 				qp += q->poff;
 				q = q->parent;
 			}
-			unsigned char t[PG];
-			int rr = vmo_read(q->o, qp * PG, t, PG);
-			fprintf(stderr, "  root read: %d byte 0x%02x; again: %d 0x%02x\n", rr, t[i],
-				vmo_read(x->o, p * PG, b, PG), b[i]);
 			FAIL("line %d: #%zu kind %d page %zu%s byte %zu: 0x%02x, "
 			     "expected 0x%02x (root kind %d page %zu: now "
 			     "0x%02x, file 0x%02x)",
