@@ -1134,6 +1134,68 @@ static int snap_node(vmo_t *o, vmo_t **out)
 	return 0;
 }
 
+/* ---------------------------------------------------------- force write */
+
+int vmo__cow_prepare_write(vmo_t *o, uint64_t pg, uint64_t end)
+{
+	vmo_pool_t *pool = o->pool;
+	bool fam = __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
+	for (uint64_t p = pg; p < end;) {
+		uint64_t q = MIN(end, p + 512);
+		/* resident first (fills of what it shares, of its pager,
+		 * of swap); a dropped page stays as it is */
+		for (uint64_t x = p; x < q;) {
+			int r = vmo__obj_ensure_resident(o, x, q);
+			if (!r)
+				break;
+			if (r != -ENODATA)
+				return r;
+			while (x < q && vmo__obj_ensure_resident(o, x, x + 1) !=
+						-ENODATA)
+				x++;
+			x++; /* past the dropped page */
+		}
+		if (fam) {
+			pthread_mutex_lock(&pool->cow_lock);
+			int r = vmo__cow_has_deps(o) ? vmo__cow_before_write(o, p,
+									     q - p)
+						     : 0;
+			if (r) {
+				vmo__cow_unlock(pool);
+				if (r == -EAGAIN)
+					continue; /* look again from the fills */
+				return r;
+			}
+		}
+		struct refvec drop = {NULL, 0, 0};
+		pthread_mutex_lock(&o->lock);
+		for (uint64_t x = p; x < q; x++) {
+			uint16_t b = vmo__pt_get(&o->pt, x), nv = b;
+			if (!vmo__pg_mappable(b))
+				continue; /* dropped, or evicted meanwhile */
+			if (fam) {
+				if (b & PG_HASREF)
+					refvec_add(&drop, vmo__pt_ref(&o->pt, x));
+				nv &= (uint16_t)~(PG_COPY | PG_HASREF);
+				if (!(b & PG_WPOFF))
+					vmo__obj_log_wpoff(o, x, 1);
+				nv |= PG_WPOFF;
+			}
+			if (o->track)
+				nv |= PG_DIRTY;
+			if (nv != b)
+				vmo__pg_set(o, x, b, nv);
+		}
+		pthread_mutex_unlock(&o->lock);
+		if (fam) {
+			refvec_put(&drop);
+			vmo__cow_unlock(pool);
+		}
+		p = q;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------------- handles */
 
 /* Common checks of the calls below: a live handle of this process. */

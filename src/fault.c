@@ -255,6 +255,9 @@ struct target {
 	int wfd;          /* the queue the fault came from (-1: no fault):
 			     where the faulting thread is woken, even when
 			     the mapping moved to another set meanwhile */
+	bool writable;    /* install everything writable (VMO_MAP_FORCE_
+			     WRITE: the caller made the pages safe to write
+			     unseen, clone.c / space.c) */
 };
 
 /* Wake the thread that faulted at a (installs through fd did not). */
@@ -296,6 +299,8 @@ static inline int t_uffd(vmo_space_t *s, const struct target *t, uintptr_t a,
  * the object tracks dirty pages or has copy-on-write relations. */
 static inline bool fill_wp(const struct target *t)
 {
+	if (t->writable)
+		return false;
 	if (t->track_wp)
 		return true;
 	return t->sync_wp && vmo__obj_wp_needed(t->obj, PG_FILLING);
@@ -526,12 +531,13 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			 * protection */
 			uint64_t c = 0;
 			uint16_t b0 = vmo__pt_get(&o->pt, pg);
-			wp = t->track_wp ||
-			     (t->sync_wp && vmo__obj_wp_needed(o, b0));
+			bool per_page = t->sync_wp && !t->writable;
+			wp = !t->writable &&
+			     (t->track_wp || (per_page && vmo__obj_wp_needed(o, b0)));
 			while (c < cover) {
 				uint16_t b = vmo__pt_get(&o->pt, pg + c);
 				if (!vmo__pg_mappable(b) ||
-				    (t->sync_wp && vmo__obj_wp_needed(o, b) != wp))
+				    (per_page && vmo__obj_wp_needed(o, b) != wp))
 					break;
 				c++;
 			}
@@ -641,6 +647,7 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->reg_base = m->reg_base;
 	t->shift = m->stripe_shift;
 	t->wfd = -1;
+	t->writable = false;
 	*pg = (addr - t->base) / PS;
 	/* Pin the mapping struct (and so its object reference) until
 	 * target_put: unmap waits for busy to drain before freeing it. */
@@ -845,7 +852,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 }
 
 int vmo__populate(vmo_space_t *s, uintptr_t addr, uint64_t len,
-		  struct vmo__hstats *st, void *buf)
+		  struct vmo__hstats *st, void *buf, bool writable)
 {
 	uintptr_t end = addr + len;
 	while (addr < end) {
@@ -856,6 +863,7 @@ int vmo__populate(vmo_space_t *s, uintptr_t addr, uint64_t len,
 		pthread_rwlock_unlock(&s->lock);
 		if (!found)
 			return -ENOENT;
+		t.writable = writable;
 		uint64_t w = MIN(s->max_cluster_pages, (end - addr) / PS);
 		int64_t r = resolve_run(s, &t, pg, w, false, false, buf, st);
 		target_put(s, &t);

@@ -241,14 +241,15 @@ static int unmap_locked_range(vmo_space_t *s, uintptr_t a, size_t len,
 			      bool keep_reservation);
 
 /* Populate with this thread's own counters, merged into s->extra after. */
-static int populate_merge(vmo_space_t *s, uintptr_t a, uint64_t len)
+static int populate_merge(vmo_space_t *s, uintptr_t a, uint64_t len,
+			  bool writable)
 {
 	struct vmo__hstats st;
 	memset(&st, 0, sizeof st);
 	void *buf = malloc(VMO__FILL_SUB * PS);
 	if (!buf)
 		return -ENOMEM;
-	int r = vmo__populate(s, a, len, &st, buf);
+	int r = vmo__populate(s, a, len, &st, buf, writable);
 	free(buf);
 	pthread_mutex_lock(&s->extra_lock);
 	uint64_t *d = (uint64_t *)&s->extra;
@@ -540,9 +541,12 @@ int vmo_map(vmo_space_t *s, vmo_t *o, uint64_t offset, size_t len, int prot,
 		return -EINVAL;
 	if (stale_pair(s, o))
 		return -ECHILD;
-	if (flags & ~(VMO_MAP_FIXED | VMO_MAP_POPULATE | VMO_MAP_LOCKED))
+	if (flags & ~(VMO_MAP_FIXED | VMO_MAP_POPULATE | VMO_MAP_LOCKED |
+		      VMO_MAP_FORCE_WRITE))
 		return -EINVAL;
 	if (prot & ~(PROT_READ | PROT_WRITE))
+		return -EINVAL;
+	if ((flags & VMO_MAP_FORCE_WRITE) && !(prot & PROT_WRITE))
 		return -EINVAL;
 	if (offset % PS || len % PS || len == 0)
 		return -EINVAL;
@@ -643,13 +647,15 @@ out:
 				   (flags & VMO_MAP_FIXED) != 0);
 		return r;
 	}
-	if (flags & VMO_MAP_POPULATE) {
-		r = populate_merge(s, (uintptr_t)a, len);
-		if (r) {
-			unmap_locked_range(s, (uintptr_t)a, len,
-					   (flags & VMO_MAP_FIXED) != 0);
-			return r == -ENOENT ? -EIO : r;
-		}
+	bool force = (flags & VMO_MAP_FORCE_WRITE) != 0;
+	if (force)
+		r = vmo__cow_prepare_write(o, offset / PS, (offset + len) / PS);
+	if (!r && (flags & (VMO_MAP_POPULATE | VMO_MAP_FORCE_WRITE)))
+		r = populate_merge(s, (uintptr_t)a, len, force);
+	if (r) {
+		unmap_locked_range(s, (uintptr_t)a, len,
+				   (flags & VMO_MAP_FIXED) != 0);
+		return r == -ENOENT ? -EIO : r;
 	}
 	*addr = a;
 	return 0;
@@ -909,7 +915,7 @@ int vmo_advise(vmo_space_t *s, void *addr, size_t len, int advice)
 		pthread_rwlock_unlock(&s->lock);
 		if (!ok)
 			return -ENOENT;
-		return populate_merge(s, a, len);
+		return populate_merge(s, a, len, false);
 	}
 	pthread_mutex_lock(&s->conv_lock);
 	pthread_rwlock_wrlock(&s->lock);

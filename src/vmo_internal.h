@@ -583,6 +583,11 @@ static inline bool vmo__cow_backed(const vmo_t *o, uint16_t b)
  * again), or -ENOMEM / -EIO.
  */
 VMO__HIDDEN int vmo__cow_before_write(vmo_t *o, uint64_t pg, uint64_t n);
+/* VMO_MAP_FORCE_WRITE: make pages [pg, end) of o safe to write without
+ * being seen: resident, its own (copies of what it shares become its
+ * content), their copy-on-write work done, dirty where dirty is tracked.
+ * Dropped pages stay dropped.  No lock held.  0 or -ENOMEM / -EIO. */
+VMO__HIDDEN int vmo__cow_prepare_write(vmo_t *o, uint64_t pg, uint64_t end);
 /* Does o have anything that depends on its current view (a hidden node
  * or deps)?  cow_lock held. */
 static inline bool vmo__cow_has_deps(const vmo_t *o)
@@ -757,11 +762,12 @@ VMO__HIDDEN void vmo__handlers_stop(vmo_space_t *space);
 VMO__HIDDEN void vmo__readahead_start(vmo_space_t *space);
 VMO__HIDDEN void vmo__readahead_stop(vmo_space_t *space);
 /* Make [addr, addr+len) of mapping m resident and mapped, in clusters of up
- * to max_cluster (used by VMO_MAP_POPULATE and VMO_ADV_WILLNEED).  Space
+ * to max_cluster (used by VMO_MAP_POPULATE and VMO_ADV_WILLNEED); with
+ * writable, every page is installed writable (VMO_MAP_FORCE_WRITE).  Space
  * lock must NOT be held. */
 VMO__HIDDEN int vmo__populate(vmo_space_t *space, uintptr_t addr,
 			      uint64_t len, struct vmo__hstats *st,
-			      void *buf);
+			      void *buf, bool writable);
 /* The uffd set (VMO__SET_*) and UFFDIO_REGISTER mode for a new mapping
  * of o (space.c). */
 VMO__HIDDEN int vmo__map_set(const vmo_space_t *s, const vmo_t *o);

@@ -26,8 +26,10 @@ static void wtag(vmo_t *o, unsigned tag, size_t pg, size_t n)
 	free(b);
 }
 
-/* Check that pages [pg, pg+n) of o read (vmo_read) as tag. */
-static void rtag_(vmo_t *o, unsigned tag, size_t pg, size_t n, int line)
+/* Check that pages [pg, pg+n) of o read (vmo_read) as tag, written at
+ * page origin + pg of the object that wrote them. */
+static void rtag_(vmo_t *o, unsigned tag, size_t pg, size_t n, size_t origin,
+		  int line)
 {
 	unsigned char *b = malloc(n * PG), *e = malloc(PG);
 	int r = vmo_read(o, pg * PG, b, n * PG);
@@ -35,7 +37,7 @@ static void rtag_(vmo_t *o, unsigned tag, size_t pg, size_t n, int line)
 		FAIL("line %d: vmo_read returned %d (%s)", line, r,
 		     vmo_strerror(r));
 	for (size_t i = 0; i < n; i++) {
-		tag_page(e, tag, pg + i);
+		tag_page(e, tag, origin + pg + i);
 		if (memcmp(b + i * PG, e, PG))
 			FAIL("line %d: page %zu is not tag %u (byte 0 = %u)",
 			     line, pg + i, tag, b[i * PG]);
@@ -43,7 +45,9 @@ static void rtag_(vmo_t *o, unsigned tag, size_t pg, size_t n, int line)
 	free(b);
 	free(e);
 }
-#define rtag(o, tag, pg, n) rtag_((o), (tag), (pg), (n), __LINE__)
+#define rtag(o, tag, pg, n) rtag_((o), (tag), (pg), (n), 0, __LINE__)
+#define rtago(o, tag, pg, n, origin) \
+	rtag_((o), (tag), (pg), (n), (origin), __LINE__)
 
 /* The same through a mapping (p maps the object from page 0). */
 static void mtag_(const unsigned char *p, unsigned tag, size_t pg, size_t n,
@@ -305,6 +309,460 @@ TEST(bad_input_changes_nothing)
 	vmo_pool_stats_t ps = pstat(e.pool);
 	CHECK_EQ(ps.objects, 1);
 	CHECK_EQ(ps.hidden_nodes, 0);
+	env_free(&e);
+	vmo_unref(s);
+}
+
+
+/* ------------------------------------------------------- file and pager */
+
+TEST(snapshot_of_shared_file_keeps_content_after_write_and_sync)
+{
+	struct env e = env_new(0);
+	size_t len = 32 * PG;
+	int fd = temp_file(len, 5);
+	vmo_t *f, *c;
+	OK(vmo_create_file(e.pool, fd, 0, len, VMO_FILE_SHARED, &f));
+	unsigned char *p = NULL;
+	OK(vmo_map(e.sp, f, 0, len, PROT_READ | PROT_WRITE, 0, (void **)&p));
+	/* touched and written before the clone: its mapping is on the
+	 * async set and is converted by the clone */
+	p[3 * PG] = 0x11;
+	OK(vmo_clone(f, 0, len, VMO_CLONE_SNAPSHOT, &c));
+	unsigned char *want = malloc(len), *got = malloc(len);
+	pattern_fill(want, len, 5, 0);
+	want[3 * PG] = 0x11;
+	/* the mapping keeps running and writing */
+	for (size_t i = 0; i < 32; i++)
+		p[i * PG + 7] = (unsigned char)(0x40 + i);
+	OK(vmo_sync(f, 0, len));
+	CHECK_EQ(pread(fd, got, len, 0), (ssize_t)len);
+	for (size_t i = 0; i < 32; i++)
+		CHECK_EQ(got[i * PG + 7], 0x40 + i); /* written back */
+	OK(vmo_decommit(f, 0, len)); /* even refetched from the file */
+	OK(vmo_read(c, 0, got, len));
+	SAME(got, want, len, 0, "snapshot of the file");
+	vmo_unref(c);
+	CHECK_EQ(pstat(e.pool).hidden_nodes, 0);
+	env_free(&e);
+	vmo_unref(f);
+	free(want);
+	free(got);
+	close(fd);
+}
+
+static int released;
+static void count_release(void *ctx)
+{
+	(void)ctx;
+	released++;
+}
+
+TEST(snapshot_of_pager_object_outlives_source_and_keeps_its_pager)
+{
+	struct env e = env_new(0);
+	struct upager u;
+	up_init(&u, 16 * PG, 9);
+	vmo_pager_ops_t ops = up_ops;
+	ops.release = count_release;
+	vmo_t *o, *c;
+	OK(vmo_create_pager(e.pool, 16 * PG, &ops, &u, 0, &o));
+	unsigned char *want = malloc(16 * PG), *got = malloc(16 * PG);
+	memcpy(want, u.store, 16 * PG);
+	OK(vmo_clone(o, 0, 16 * PG, VMO_CLONE_SNAPSHOT, &c));
+	wtag(o, 3, 0, 16);          /* needs the pager's old pages first */
+	OK(vmo_sync(o, 0, 16 * PG));
+	rtag(o, 3, 0, 16);
+	vmo_unref(o);               /* written back now... */
+	CHECK_EQ(released, 0);      /* ...but the clone still sees through it */
+	unsigned char e3[PG];
+	tag_page(e3, 3, 2);
+	CHECK_MEM(u.store + 2 * PG, e3, PG);
+	OK(vmo_read(c, 0, got, 16 * PG));
+	SAME(got, want, 16 * PG, 0, "snapshot of the pager object");
+	vmo_unref(c);
+	CHECK_EQ(released, 1);
+	vmo_pool_stats_t ps = pstat(e.pool);
+	CHECK_EQ(ps.objects, 0);
+	CHECK_EQ(ps.hidden_nodes, 0);
+	CHECK_EQ(ps.resident_pages, 0);
+	env_free(&e);
+	up_free(&u);
+	free(want);
+	free(got);
+}
+
+/* --------------------------------------------------------------- chains */
+
+TEST(chain_of_snapshots_merges_as_clones_go)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 8), *c[4];
+	for (unsigned i = 0; i < 4; i++) {
+		wtag(s, 10 + i, 0, 8);
+		OK(vmo_clone(s, 0, 8 * PG, VMO_CLONE_SNAPSHOT, &c[i]));
+	}
+	wtag(s, 20, 0, 8);
+	vmo_pool_stats_t ps = pstat(e.pool);
+	CHECK_EQ(ps.hidden_nodes, 4); /* one per live snapshot */
+	CHECK_EQ(ps.hidden_pages, 32);
+	for (unsigned i = 0; i < 4; i++)
+		rtag(c[i], 10 + i, 0, 8);
+	/* a middle one goes: its pre-images are still needed by c[0..1],
+	 * which see through it -- merged into the older node */
+	vmo_unref(c[2]);
+	ps = pstat(e.pool);
+	CHECK_EQ(ps.hidden_nodes, 3);
+	CHECK_EQ(ps.hidden_pages, 24);
+	rtag(c[0], 10, 0, 8);
+	rtag(c[1], 11, 0, 8);
+	rtag(c[3], 13, 0, 8);
+	vmo_unref(c[0]); /* the oldest: freed, nobody sees through it */
+	ps = pstat(e.pool);
+	CHECK_EQ(ps.hidden_nodes, 2);
+	CHECK_EQ(ps.hidden_pages, 16);
+	vmo_unref(c[3]);
+	vmo_unref(c[1]);
+	ps = pstat(e.pool);
+	CHECK_EQ(ps.hidden_nodes, 0);
+	CHECK_EQ(ps.hidden_pages, 0);
+	CHECK_EQ(ps.resident_pages, 8);
+	rtag(s, 20, 0, 8);
+	env_free(&e);
+	vmo_unref(s);
+}
+
+TEST(snapshot_without_writes_in_between_shares_a_node)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 8), *a, *b;
+	wtag(s, 1, 0, 8);
+	OK(vmo_clone(s, 0, 8 * PG, VMO_CLONE_SNAPSHOT, &a));
+	OK(vmo_clone(s, 0, 8 * PG, VMO_CLONE_SNAPSHOT, &b));
+	CHECK_EQ(pstat(e.pool).hidden_nodes, 1);
+	wtag(s, 2, 0, 8);
+	CHECK_EQ(pstat(e.pool).hidden_pages, 8); /* one pre-image each */
+	rtag(a, 1, 0, 8);
+	rtag(b, 1, 0, 8);
+	env_free(&e);
+	vmo_unref(a);
+	vmo_unref(b);
+	vmo_unref(s);
+}
+
+TEST(clones_of_clones)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 16), *a, *b, *w;
+	wtag(s, 1, 0, 16);
+	OK(vmo_clone(s, 0, 16 * PG, VMO_CLONE_AT_LEAST_ON_WRITE, &a));
+	OK(vmo_clone(a, 4 * PG, 8 * PG, VMO_CLONE_SNAPSHOT, &b));
+	OK(vmo_clone(b, 0, 8 * PG, VMO_CLONE_WEAK, &w));
+	/* b's page i is s's page 4 + i */
+	wtag(s, 2, 4, 2);  /* a sees it; b keeps tag 1; w too */
+	rtag(a, 2, 4, 2);
+	rtago(b, 1, 0, 8, 4);
+	rtago(w, 1, 0, 8, 4);
+	wtag(b, 3, 1, 1);  /* b's own write: w's page 1 is dropped */
+	unsigned char x[PG];
+	CHECK_ERR(vmo_read(w, 1 * PG, x, PG), -ENODATA);
+	rtago(w, 1, 0, 1, 4);
+	rtago(w, 1, 2, 6, 4);
+	vmo_unref(a);      /* b still sees through it */
+	wtag(s, 4, 0, 16);
+	rtago(b, 1, 0, 1, 4);
+	rtag(b, 3, 1, 1);
+	rtago(b, 1, 2, 6, 4);
+	vmo_unref(w);
+	vmo_unref(b);
+	vmo_unref(s);
+	vmo_pool_stats_t ps = pstat(e.pool);
+	CHECK_EQ(ps.objects, 0);
+	CHECK_EQ(ps.hidden_nodes, 0);
+	CHECK_EQ(ps.resident_pages, 0);
+	env_free(&e);
+}
+
+/* ------------------------------------------------------------- decommit */
+
+TEST(decommit_of_a_clone_discards_its_own_changes)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 4), *c, *a, *w;
+	wtag(s, 1, 0, 4);
+	OK(vmo_clone(s, 0, 4 * PG, VMO_CLONE_SNAPSHOT, &c));
+	OK(vmo_clone(s, 0, 4 * PG, VMO_CLONE_AT_LEAST_ON_WRITE, &a));
+	OK(vmo_clone(s, 0, 4 * PG, VMO_CLONE_WEAK, &w));
+	wtag(c, 5, 0, 4);
+	wtag(a, 5, 0, 4);
+	wtag(w, 5, 0, 2);
+	wtag(s, 2, 0, 4);
+	OK(vmo_decommit(c, 0, 4 * PG));
+	OK(vmo_decommit(a, 0, 4 * PG));
+	OK(vmo_decommit(w, 0, 4 * PG));
+	rtag(c, 1, 0, 4); /* the snapshot again */
+	rtag(a, 2, 0, 4); /* what the source shows now */
+	unsigned char x[PG];
+	/* a weak clone's own pages have nothing to go back to; the ones
+	 * it only showed were dropped when the source wrote them */
+	for (int i = 0; i < 4; i++)
+		CHECK_ERR(vmo_read(w, (uint64_t)i * PG, x, PG), -ENODATA);
+	env_free(&e);
+	vmo_unref(c);
+	vmo_unref(a);
+	vmo_unref(w);
+	vmo_unref(s);
+}
+
+TEST(source_decommit_is_a_change_for_its_clones)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 4), *c, *a, *w;
+	wtag(s, 1, 0, 4);
+	OK(vmo_clone(s, 0, 4 * PG, VMO_CLONE_SNAPSHOT, &c));
+	OK(vmo_clone(s, 0, 4 * PG, VMO_CLONE_AT_LEAST_ON_WRITE, &a));
+	OK(vmo_clone(s, 0, 4 * PG, VMO_CLONE_WEAK, &w));
+	OK(vmo_decommit(s, PG, PG));
+	rtag(c, 1, 0, 4);
+	unsigned char x[PG], z[PG];
+	memset(z, 0, PG);
+	OK(vmo_read(a, PG, x, PG));
+	CHECK_MEM(x, z, PG);
+	CHECK_ERR(vmo_read(w, PG, x, PG), -ENODATA);
+	rtag(w, 1, 0, 1);
+	env_free(&e);
+	vmo_unref(c);
+	vmo_unref(a);
+	vmo_unref(w);
+	vmo_unref(s);
+}
+
+/* --------------------------------------------------------------- copies */
+
+TEST(eager_and_cross_pool_copies_share_nothing)
+{
+	struct env e = env_new(0);
+	vmo_pool_t *p2;
+	OK(vmo_pool_create(NULL, &p2));
+	vmo_t *s = anon(e.pool, 8), *d = anon(e.pool, 8), *x = anon(p2, 8), *g;
+	wtag(s, 1, 0, 8);
+	OK(vmo_copy(s, 0, d, 0, 8 * PG, VMO_COPY_EAGER));
+	OK(vmo_copy(s, 0, x, 0, 8 * PG, 0)); /* another pool: bytes */
+	uint64_t pages[2] = {3, 4};
+	OK(vmo_gather(s, pages, 2, VMO_COPY_EAGER, &g));
+	vmo_pool_stats_t ps = pstat(e.pool);
+	CHECK_EQ(ps.hidden_nodes, 0);
+	CHECK_EQ(pstat(p2).hidden_nodes, 0);
+	wtag(s, 2, 0, 8);
+	rtag(d, 1, 0, 8);
+	rtag(x, 1, 0, 8);
+	unsigned char b[PG], t[PG];
+	OK(vmo_read(g, PG, b, PG));
+	tag_page(t, 1, 4);
+	CHECK_MEM(b, t, PG);
+	/* copy-on-write by default: a node keeps what d2 shares */
+	vmo_t *d2 = anon(e.pool, 8);
+	OK(vmo_copy(s, 0, d2, 0, 8 * PG, 0));
+	CHECK_EQ(pstat(e.pool).hidden_nodes, 1);
+	CHECK_EQ(pstat(e.pool).cow_preserved, 0);
+	wtag(s, 3, 0, 1);
+	CHECK_EQ(pstat(e.pool).cow_preserved, 1);
+	rtag(d2, 2, 0, 8);
+	vmo_unref(d2);
+	CHECK_EQ(pstat(e.pool).hidden_nodes, 0);
+	env_free(&e);
+	vmo_unref(s);
+	vmo_unref(d);
+	vmo_unref(g);
+	vmo_unref(x);
+	vmo_pool_destroy(p2);
+}
+
+TEST(copy_into_write_back_object_reaches_its_file)
+{
+	struct env e = env_new(0);
+	size_t len = 8 * PG;
+	int fd = temp_file(len, 3);
+	vmo_t *f, *s = anon(e.pool, 8);
+	OK(vmo_create_file(e.pool, fd, 0, len, VMO_FILE_SHARED, &f));
+	wtag(s, 6, 0, 8);
+	OK(vmo_copy(s, 2 * PG, f, 5 * PG, 2 * PG, 0));
+	OK(vmo_sync(f, 0, len));
+	unsigned char b[PG], t[PG];
+	CHECK_EQ(pread(fd, b, PG, 6 * PG), (ssize_t)PG);
+	tag_page(t, 6, 3);
+	CHECK_MEM(b, t, PG);
+	env_free(&e);
+	vmo_unref(f);
+	vmo_unref(s);
+	close(fd);
+}
+
+TEST(copy_errors_change_nothing)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 8), *w, *d = anon(e.pool, 8);
+	int fd = temp_file(8 * PG, 4);
+	char path[64]; /* a read-only descriptor of the same file */
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	int rfd = open(path, O_RDONLY);
+	vmo_t *ro;
+	OK(vmo_create_file(e.pool, rfd, 0, 8 * PG, VMO_FILE_SHARED, &ro));
+	wtag(s, 1, 0, 8);
+	wtag(d, 7, 0, 8);
+	OK(vmo_clone(s, 0, 8 * PG, VMO_CLONE_WEAK, &w));
+	wtag(s, 2, 3, 1); /* w's page 3 is dropped */
+	CHECK_ERR(vmo_copy(w, 0, d, 0, 8 * PG, 0), -ENODATA);
+	CHECK_ERR(vmo_copy(w, 0, d, 0, 8 * PG, VMO_COPY_EAGER), -ENODATA);
+	uint64_t pg3[1] = {3};
+	vmo_t *g = NULL;
+	CHECK_ERR(vmo_gather(w, pg3, 1, 0, &g), -ENODATA);
+	CHECK(g == NULL);
+	rtag(d, 7, 0, 8);
+	CHECK_ERR(vmo_copy(s, 0, ro, 0, PG, 0), -EACCES);
+	CHECK_ERR(vmo_copy(s, 0, d, 0, 9 * PG, 0), -ERANGE);
+	CHECK_ERR(vmo_copy(s, 0, d, PG, 8 * PG, 0), -ERANGE);
+	CHECK_ERR(vmo_copy(s, 1, d, 0, PG, 0), -EINVAL);
+	CHECK_ERR(vmo_copy(s, 0, d, 0, 0, 0), -EINVAL);
+	CHECK_ERR(vmo_copy(NULL, 0, d, 0, PG, 0), -EINVAL);
+	CHECK_ERR(vmo_copy_scatter(s, 0, d, NULL, 1, 0), -EINVAL);
+	CHECK_ERR(vmo_copy_gather(s, pg3, 0, d, 0, 0), -EINVAL);
+	uint64_t far[1] = {8};
+	CHECK_ERR(vmo_copy_gather(s, far, 1, d, 0, 0), -ERANGE);
+	CHECK_ERR(vmo_copy_scatter(s, 7 * PG, d, pg3, 2, 0), -ERANGE);
+	rtag(d, 7, 0, 8);
+	CHECK_EQ(pstat(e.pool).hidden_nodes, 0);
+	env_free(&e);
+	vmo_unref(s);
+	vmo_unref(w);
+	vmo_unref(d);
+	vmo_unref(ro);
+	close(fd);
+	close(rfd);
+}
+
+/* --------------------------------------------------------------- memory */
+
+TEST(memory_returns_to_baseline_with_eviction_and_swap)
+{
+	struct env e = env_budget(0, 64, 1024);
+	vmo_t *s = anon(e.pool, 128), *c[3];
+	unsigned char *p = NULL;
+	OK(vmo_map(e.sp, s, 0, 128 * PG, PROT_READ | PROT_WRITE, 0, (void **)&p));
+	mwrite(p, 1, 0, 128);
+	vmo_pool_stats_t base = pool_settle(e.pool, 64);
+	for (unsigned i = 0; i < 3; i++) {
+		OK(vmo_clone(s, 0, 128 * PG, VMO_CLONE_SNAPSHOT, &c[i]));
+		mwrite(p, 2 + i, 0, 128);
+	}
+	for (unsigned i = 0; i < 3; i++)
+		rtag(c[i], 1 + i, 0, 128);
+	vmo_pool_stats_t mid = pstat(e.pool);
+	CHECK_EQ(mid.hidden_nodes, 3);
+	CHECK_EQ(mid.hidden_pages, 3 * 128);
+	CHECK(mid.evictions > base.evictions);
+	CHECK(mid.swapped_pages > base.swapped_pages); /* pre-images too */
+	for (unsigned i = 0; i < 3; i++)
+		vmo_unref(c[i]);
+	vmo_pool_stats_t end = pstat(e.pool);
+	CHECK_EQ(end.hidden_nodes, 0);
+	CHECK_EQ(end.hidden_pages, 0);
+	CHECK_EQ(end.objects, 1);
+	CHECK_EQ(end.resident_pages + end.swapped_pages, 128);
+	CHECK_EQ(end.swap_slots_used >= end.swapped_pages, 1);
+	mtag(p, 4, 0, 128);
+	vmo_space_destroy(e.sp);
+	vmo_unref(s);
+	end = pstat(e.pool);
+	CHECK_EQ(end.resident_pages, 0);
+	CHECK_EQ(end.swapped_pages, 0);
+	CHECK_EQ(end.swap_slots_used, 0);
+	vmo_pool_destroy(e.pool);
+}
+
+/* ---------------------------------------------------------- force write */
+
+TEST(force_write_mapping_takes_no_write_fault)
+{
+	struct env e = env_new(1);
+	vmo_t *s = anon(e.pool, 32), *c;
+	wtag(s, 1, 0, 32);
+	OK(vmo_clone(s, 0, 32 * PG, VMO_CLONE_SNAPSHOT, &c));
+	unsigned char *p = NULL;
+	CHECK_ERR(vmo_map(e.sp, c, 0, 32 * PG, PROT_READ, VMO_MAP_FORCE_WRITE,
+			  (void **)&p),
+		  -EINVAL);
+	OK(vmo_map(e.sp, c, 0, 32 * PG, PROT_READ | PROT_WRITE,
+		   VMO_MAP_FORCE_WRITE, (void **)&p));
+	vmo_space_stats_t before = sstat(e.sp);
+	mtag(p, 1, 0, 32);
+	mwrite(p, 2, 0, 32);
+	vmo_space_stats_t after = sstat(e.sp);
+	CHECK_EQ(after.faults_missing + after.faults_minor + after.faults_wp,
+		 before.faults_missing + before.faults_minor + before.faults_wp);
+	rtag(c, 2, 0, 32);
+	rtag(s, 1, 0, 32);
+	/* and the source mapped with it: its snapshot is kept first */
+	unsigned char *q = NULL;
+	OK(vmo_map(e.sp, s, 0, 32 * PG, PROT_READ | PROT_WRITE,
+		   VMO_MAP_FORCE_WRITE, (void **)&q));
+	before = sstat(e.sp);
+	mwrite(q, 3, 0, 32);
+	after = sstat(e.sp);
+	CHECK_EQ(after.faults_wp, before.faults_wp);
+	rtag(s, 3, 0, 32);
+	vmo_t *c2;
+	OK(vmo_clone(s, 0, 32 * PG, VMO_CLONE_SNAPSHOT, &c2));
+	mwrite(q, 4, 0, 32); /* protected again by the new clone */
+	rtag(c2, 3, 0, 32);
+	CHECK(sstat(e.sp).faults_wp > after.faults_wp);
+	env_free(&e);
+	vmo_unref(c);
+	vmo_unref(c2);
+	vmo_unref(s);
+}
+
+/* --------------------------------------------------------- through maps */
+
+TEST(alow_clone_mapping_follows_source_mapping)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 16), *a;
+	unsigned char *ps = NULL, *pa = NULL;
+	OK(vmo_map(e.sp, s, 0, 16 * PG, PROT_READ | PROT_WRITE, 0, (void **)&ps));
+	mwrite(ps, 1, 0, 16);
+	OK(vmo_clone(s, 0, 16 * PG, VMO_CLONE_AT_LEAST_ON_WRITE, &a));
+	OK(vmo_map(e.sp, a, 0, 16 * PG, PROT_READ | PROT_WRITE, 0, (void **)&pa));
+	mtag(pa, 1, 0, 16);
+	for (unsigned round = 2; round < 6; round++) {
+		mwrite(ps, round, 0, 16);
+		mtag(pa, round, 0, 16);
+	}
+	mwrite(pa, 9, 8, 8);
+	mwrite(ps, 10, 0, 16);
+	mtag(pa, 10, 0, 8);
+	mtag(pa, 9, 8, 8);
+	env_free(&e);
+	vmo_unref(a);
+	vmo_unref(s);
+}
+
+static void *fork_child_clone(vmo_t *s)
+{
+	vmo_t *c = NULL;
+	return (void *)(intptr_t)vmo_clone(s, 0, PG, VMO_CLONE_SNAPSHOT, &c);
+}
+
+TEST(clone_in_forked_child_is_echild)
+{
+	struct env e = env_new(0);
+	vmo_t *s = anon(e.pool, 4);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit((intptr_t)fork_child_clone(s) == -ECHILD ? 0 : 1);
+	int st;
+	waitpid(pid, &st, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	env_free(&e);
 	vmo_unref(s);
 }
