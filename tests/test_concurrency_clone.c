@@ -94,11 +94,10 @@ static int map_read(const unsigned char *src, unsigned char *dst)
 	return 0;
 }
 
-static int trace = -1;
+/* CLONE_MODEL_TRACE=1 prints every operation (set before threads start) */
+static int trace;
 #define TR(...)                                                 \
 	do {                                                    \
-		if (trace < 0)                                  \
-			trace = getenv("CLONE_MODEL_TRACE") != NULL; \
 		if (trace)                                      \
 			fprintf(stderr, __VA_ARGS__);           \
 	} while (0)
@@ -750,6 +749,7 @@ static unsigned env_ops(unsigned dflt)
 static void model_run(unsigned nthreads, uint64_t budget, uint64_t seed,
 		      unsigned nops)
 {
+	trace = getenv("CLONE_MODEL_TRACE") != NULL;
 	const char *es = getenv("CLONE_MODEL_SEED");
 	if (es)
 		seed = strtoull(es, NULL, 0);
