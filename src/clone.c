@@ -1379,20 +1379,20 @@ static int copy_eager(vmo_t *src, const struct plist *sp, vmo_t *dst,
 }
 
 /*
- * Make pages dp[i] of dst references to what src shows at sp[i] now:
- * SHARED entries into src's snapshot node.  cow_lock held.  0, -EAGAIN
- * (retry: a busy page was waited for, or a protect backed off), -ENOMEM.
+ * Make pages dp[i] of dst references to (nd, sp[i]): what src showed at
+ * sp[i] when nd, src's snapshot node, was taken (pinned by the caller).
+ * dst's own before-write work runs first -- it may change what src shows
+ * (src may see through dst), which is why the snapshot is taken before
+ * and kept across retries.  cow_lock held (dropped and taken again while
+ * waiting for busy pages).  0, -ENOMEM, -EIO.
  */
-static int copy_refs(vmo_t *src, const struct plist *sp, vmo_t *dst,
+static int copy_refs(vmo_t *nd, const struct plist *sp, vmo_t *dst,
 		     const struct plist *dp)
 {
-	vmo_pool_t *pool = src->pool;
-	vmo_t *nd;
-	int r = snap_node(src, &nd);
-	if (r)
-		return r;
-	/* pin the node while dst's own before-write work runs */
-	nd->users++;
+	vmo_pool_t *pool = dst->pool;
+	int r;
+again:
+	r = 0;
 	for (size_t i = 0; i < dp->n && !r;) {
 		size_t k = 1;
 		while (i + k < dp->n && k < COW_RUN &&
@@ -1402,8 +1402,10 @@ static int copy_refs(vmo_t *src, const struct plist *sp, vmo_t *dst,
 			r = vmo__cow_before_write(dst, pl_at(dp, i), k);
 		i += k;
 	}
+	if (r == -EAGAIN)
+		goto again; /* (it waited, with cow_lock dropped) */
 	if (r)
-		goto out;
+		return r;
 	/* every destination page settled first, then all of them at once */
 	pthread_mutex_lock(&dst->lock);
 	for (size_t i = 0; i < dp->n; i++) {
@@ -1413,12 +1415,12 @@ static int copy_refs(vmo_t *src, const struct plist *sp, vmo_t *dst,
 			struct vctx v = {.wait = dst, .pg = pl_at(dp, i)};
 			pthread_mutex_unlock(&dst->lock);
 			r = settle_unlocked(pool, &v);
-			r = r ? r : -EAGAIN;
-			goto out;
+			if (r)
+				return r;
+			goto again;
 		}
 	}
-	struct vmo__pref old[64];
-	size_t nold = 0;
+	struct refvec old = {NULL, 0, 0};
 	for (size_t i = 0; i < dp->n && !r; i++) {
 		uint64_t p = pl_at(dp, i);
 		uint16_t b = vmo__pt_get(&dst->pt, p);
@@ -1429,7 +1431,7 @@ static int copy_refs(vmo_t *src, const struct plist *sp, vmo_t *dst,
 			break;
 		}
 		if (b & PG_HASREF)
-			old[nold++] = vmo__pt_ref(&dst->pt, p);
+			refvec_add(&old, vmo__pt_ref(&dst->pt, p));
 		uint16_t nv = PG_SHARED | PG_HASREF;
 		r = vmo__pg_set(dst, p, b, nv);
 		if (!r)
@@ -1440,18 +1442,9 @@ static int copy_refs(vmo_t *src, const struct plist *sp, vmo_t *dst,
 			break;
 		}
 		nd->users++;
-		if (nold == 64) {
-			pthread_mutex_unlock(&dst->lock);
-			vmo__cow_put_refs(old, nold);
-			nold = 0;
-			pthread_mutex_lock(&dst->lock);
-		}
 	}
 	pthread_mutex_unlock(&dst->lock);
-	vmo__cow_put_refs(old, nold);
-out:;
-	struct vmo__pref pinref = {nd, 0};
-	vmo__cow_put_refs(&pinref, 1);
+	refvec_put(&old);
 	return r;
 }
 
@@ -1513,8 +1506,16 @@ static int copy_pages(vmo_t *src, struct plist sp, vmo_t *dst,
 			r = -EAGAIN;
 		else if (any_dropped(src, &sp))
 			r = -ENODATA;
-		else
-			r = copy_refs(src, &sp, dst, &dp);
+		else {
+			vmo_t *nd;
+			r = snap_node(src, &nd);
+			if (!r) {
+				nd->users++; /* kept until the references hold it */
+				r = copy_refs(nd, &sp, dst, &dp);
+				struct vmo__pref pin = {nd, 0};
+				vmo__cow_put_refs(&pin, 1);
+			}
+		}
 		vmo__cow_unlock(pool);
 		if (r != -EAGAIN)
 			return r;
