@@ -258,6 +258,7 @@ struct target {
 	bool writable;    /* install everything writable (VMO_MAP_FORCE_
 			     WRITE: the caller made the pages safe to write
 			     unseen, clone.c / space.c) */
+	bool wfault;      /* the fault is a write */
 };
 
 /* Wake the thread that faulted at a (installs through fd did not). */
@@ -348,6 +349,13 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	uint64_t done = 0, mapped = 0;
 	bool gone = false;
 	int fail = 0;
+	/* A write fault on a member of a copy-on-write family that nothing
+	 * depends on: the page is the object's own from the start and is
+	 * installed writable, which saves the write-protect fault that
+	 * would follow at once.  cow_lock is held across the install so
+	 * that no dependency can appear in between (clone.c). */
+	bool own = fault && t->wfault && wp && t->sync_wp &&
+		   __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
 
 	while (done < k) {
 		uint64_t n = MIN(k - done, sub), got = 0, ok = n;
@@ -387,8 +395,14 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		int err = 0;
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = gone ? 0 : revalidate(s, t, pg + done, n);
-		bool stale = false;
-		if (cow && cover) {
+		bool stale = false, own1 = false;
+		if (own && done == 0 && cover) {
+			pthread_mutex_lock(&o->pool->cow_lock);
+			own1 = !vmo__cow_has_deps(o);
+			if (!own1)
+				vmo__cow_unlock(o->pool);
+		}
+		if ((cow || own1) && cover) {
 			/* A COW fill's content may have been invalidated
 			 * meanwhile (its source wrote the page, STALE): then
 			 * it must not be mapped.  Checked and installed under
@@ -399,13 +413,30 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 				stale = (vmo__pt_get(&o->pt, pg + done + i) &
 					 PG_STALE) != 0;
 		}
-		if (cover && !stale)
+		if (cover && !stale && own1) {
+			/* the faulting page writable, the rest protected */
+			got = install(fd, zero && !zcopy ? INST_ZERO : INST_COPY,
+				      a, PS, zcopy ? vmo__zeros : buf, false,
+				      &err) / PS;
+			if (got && cover > 1)
+				got += install(fd,
+					       zero && !zcopy ? INST_ZERO : INST_COPY,
+					       a + PS, (cover - 1) * PS,
+					       zcopy ? vmo__zeros
+						     : (char *)buf + PS,
+					       wp, &err) / PS;
+		} else if (cover && !stale) {
 			got = install(fd, zero && !zcopy ? INST_ZERO : INST_COPY,
 				      a, cover * PS, zcopy ? vmo__zeros : buf,
 				      wp, &err) / PS;
-		if (cow && cover)
+		}
+		if ((cow || own1) && cover)
 			pthread_mutex_unlock(&o->lock);
 		pthread_rwlock_unlock(&s->lock);
+		if (own1 && !got) {
+			vmo__cow_unlock(o->pool);
+			own1 = false;
+		}
 		if (!cover)
 			gone = true;
 		mapped += got;
@@ -430,9 +461,17 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		/* installed pages are protected in t->m already (and may be
 		 * written by now: never protect them again); stored ones
 		 * need markers everywhere */
-		if (MIN(ok, got))
+		if (own1) {
+			/* (got >= 1: the faulting page is in) */
+			vmo__obj_fill_done_own(o, pg);
+			vmo__cow_unlock(o->pool);
+			if (MIN(ok, got) > 1)
+				vmo__obj_fill_done(o, pg + 1, MIN(ok, got) - 1,
+						   true, t->m);
+		} else if (MIN(ok, got)) {
 			vmo__obj_fill_done(o, pg + done, MIN(ok, got), true,
 					   t->m);
+		}
 		if (ok > got)
 			vmo__obj_fill_done(o, pg + done + got, ok - got, true,
 					   NULL);
@@ -648,6 +687,7 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->shift = m->stripe_shift;
 	t->wfd = -1;
 	t->writable = false;
+	t->wfault = false;
 	*pg = (addr - t->base) / PS;
 	/* Pin the mapping struct (and so its object reference) until
 	 * target_put: unmap waits for busy to drain before freeing it. */
@@ -806,7 +846,10 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 		 * read-ahead worker, and move the stream past it so that a
 		 * fault landing there while it fills is seen as in flight. */
 		uint64_t x = pg + w;
+		/* (not for write-protect faults: their pages are mapped
+		 * already; the stream only sizes the next unprotect) */
 		if (s->ra_running && w > 1 && w == s->max_cluster_pages &&
+		    !(flags & UFFD_PAGEFAULT_FLAG_WP) &&
 		    ahead == UINT64_MAX && x < t.pg_hi &&
 		    __atomic_compare_exchange_n(&t.m->fa[slot].next, &x, x + w,
 						false, __ATOMIC_RELAXED,
@@ -825,6 +868,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	}
 	ATOMIC_INC(&t.obj->st_faults);
 	t.wfd = h->uffd;
+	t.wfault = (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
 
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
 		resolve_wp(s, h, &t, pg, w, st);

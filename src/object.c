@@ -680,6 +680,25 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 	return r;
 }
 
+void vmo__obj_fill_done_own(vmo_t *o, uint64_t pg)
+{
+	struct vmo__pref ref = {NULL, 0};
+	pthread_mutex_lock(&o->lock);
+	uint16_t b = vmo__pt_get(&o->pt, pg);
+	if (b & PG_HASREF)
+		ref = vmo__pt_ref(&o->pt, pg);
+	uint16_t nv = (uint16_t)(PG_RESIDENT | PG_WPOFF |
+				 (b & (PG_REF | PG_SLOT | PG_DIRTY)));
+	if (o->track)
+		nv |= PG_DIRTY;
+	vmo__pg_set(o, pg, b, nv);
+	vmo__obj_log_wpoff(o, pg, 1);
+	vmo__obj_wake(o);
+	pthread_mutex_unlock(&o->lock);
+	if (ref.node)
+		vmo__cow_put_refs(&ref, 1);
+}
+
 void vmo__obj_count_filled(vmo_t *o, int64_t k)
 {
 	ATOMIC_ADD(&o->st_filled, (uint64_t)k);

@@ -468,6 +468,11 @@ VMO__HIDDEN int vmo__map_protect(struct vmo__mapping *m, uint64_t s,
 VMO__HIDDEN void vmo__obj_note_poison_locked(vmo_t *obj, uint64_t pg);
 /* Wait until page pg is not FILLING.  No lock held. */
 VMO__HIDDEN void vmo__obj_wait_settled(vmo_t *obj, uint64_t pg);
+/* fill_done of one page installed writable for a write fault of a
+ * copy-on-write family object nothing depends on: RESIDENT and the
+ * object's own (not COPY), WPOFF, dirty where tracked.  cow_lock held
+ * (so no dependency appears before the page is WPOFF and logged). */
+VMO__HIDDEN void vmo__obj_fill_done_own(vmo_t *obj, uint64_t pg);
 /* Count k pages filled by the pager (negative: take back a count). */
 VMO__HIDDEN void vmo__obj_count_filled(vmo_t *obj, int64_t k);
 /* Is page pg being filled right now? */
