@@ -202,8 +202,40 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Protect every page of o that may be writable in a mapping: the logged
- * WPOFF pages, or (wp_unknown) every resident one.  obj->lock held. */
+/* Protect the resident runs of [pg, end) in one call each and clear
+ * every WPOFF there.  obj->lock held.  0 or -EAGAIN. */
+static int protect_resident(vmo_t *o, uint64_t pg, uint64_t end, bool any)
+{
+	uint64_t p = vmo__pt_next_used(&o->pt, pg, end);
+	while (p < end) {
+		if (!vmo__pg_counts_resident(vmo__pt_get(&o->pt, p))) {
+			p = vmo__pt_next_used(&o->pt, p + 1, end);
+			continue;
+		}
+		uint64_t q = p + 1;
+		while (q < end && vmo__pg_counts_resident(vmo__pt_get(&o->pt, q)))
+			q++;
+		if (any && protect_pages(o, p, q))
+			return -EAGAIN;
+		for (uint64_t i = p; i < q; i++) {
+			uint16_t b = vmo__pt_get(&o->pt, i);
+			if (b & PG_WPOFF)
+				vmo__pg_set(o, i, b, b & (uint16_t)~PG_WPOFF);
+		}
+		p = vmo__pt_next_used(&o->pt, q, end);
+	}
+	return 0;
+}
+
+/*
+ * Protect every page of o that may be writable in a mapping: the logged
+ * WPOFF pages, or (wp_unknown) every resident one.  A write-protect call
+ * costs about a microsecond whatever it covers when its pages were in use
+ * (the TLB flush), plus some 40 ns per resident page it walks; so runs of
+ * logged pages are protected one call each while they are sparse, and the
+ * resident runs of their whole span at once when they are dense (more
+ * than one page in 32 of the span).  obj->lock held.  0 or -EAGAIN.
+ */
 static int protect_one(vmo_t *o)
 {
 	bool any = false;
@@ -212,42 +244,33 @@ static int protect_one(vmo_t *o)
 	if (o->wp_unknown) {
 		/* every resident run protected, every WPOFF cleared: from
 		 * here on a WPOFF page is always in the log */
-		uint64_t p = vmo__pt_next_used(&o->pt, 0, o->npages);
-		while (p < o->npages) {
-			if (!vmo__pg_counts_resident(vmo__pt_get(&o->pt, p))) {
-				p = vmo__pt_next_used(&o->pt, p + 1, o->npages);
-				continue;
-			}
-			uint64_t q = p + 1;
-			while (q < o->npages &&
-			       vmo__pg_counts_resident(vmo__pt_get(&o->pt, q)))
-				q++;
-			if (any && protect_pages(o, p, q))
-				return -EAGAIN;
-			for (uint64_t i = p; i < q; i++) {
-				uint16_t b = vmo__pt_get(&o->pt, i);
-				if (b & PG_WPOFF)
-					vmo__pg_set(o, i, b,
-						    b & (uint16_t)~PG_WPOFF);
-			}
-			p = vmo__pt_next_used(&o->pt, q, o->npages);
-		}
+		if (protect_resident(o, 0, o->npages, any))
+			return -EAGAIN;
 		o->wp_unknown = false;
 		o->nwlog = 0;
 	}
-	if (o->nwlog) {
-		qsort(o->wlog, o->nwlog, sizeof *o->wlog, cmp_u64);
+	if (!o->nwlog)
+		return 0;
+	qsort(o->wlog, o->nwlog, sizeof *o->wlog, cmp_u64);
+	size_t runs = 1;
+	for (size_t i = 1; i < o->nwlog; i++)
+		runs += o->wlog[i] > o->wlog[i - 1] + 1;
+	uint64_t lo = o->wlog[0], hi = o->wlog[o->nwlog - 1] + 1;
+	if (runs * 32 > hi - lo) {
+		if (protect_resident(o, lo, hi, any))
+			return -EAGAIN;
+	} else {
 		for (size_t i = 0; i < o->nwlog;) {
 			size_t j = i + 1;
 			while (j < o->nwlog && o->wlog[j] <= o->wlog[j - 1] + 1)
 				j++;
-			uint64_t lo = o->wlog[i], hi = o->wlog[j - 1] + 1;
-			if (protect_wpoff(o, lo, hi - lo))
+			uint64_t a = o->wlog[i], b = o->wlog[j - 1] + 1;
+			if (protect_wpoff(o, a, b - a))
 				return -EAGAIN;
 			i = j;
 		}
-		o->nwlog = 0;
 	}
+	o->nwlog = 0;
 	return 0;
 }
 
