@@ -19,7 +19,10 @@
  * through an out-parameter, which is left untouched on failure.  Offsets and
  * lengths are bytes and must be multiples of VMO_PAGE_SIZE unless a call says
  * otherwise.  A call that fails changes nothing.  Handles are not reference
- * checked: using a handle after it was destroyed is undefined behaviour.
+ * checked: using a handle after it was destroyed is undefined behaviour,
+ * except for the copy-on-write calls (vmo_clone, vmo_copy*, vmo_gather),
+ * which recognise an object whose last reference went away and return
+ * -EBADF.
  *
  * Threads.  All calls are thread-safe.  Pager callbacks run in library or
  * caller threads with no library lock held; they must not touch memory
@@ -189,7 +192,7 @@ typedef struct vmo_pool_stats {
 	uint64_t cow_merged;       /* pre-images moved into an older node
 				      when a newer one went away */
 } vmo_pool_stats_t;
-#define VMO_POOL_STATS_VERSION 1
+#define VMO_POOL_STATS_VERSION 2
 
 /*
  * Read pool counters.  st->size must be set by the caller; at most that many
@@ -279,6 +282,9 @@ VMO_API uint64_t vmo_size(const vmo_t *obj);
  *         -EIO     the pager (or the pool's swap file) failed to fill a
  *                  page (nothing copied from that
  *                  page on; for vmo_write nothing was written);
+ *         -ENODATA a page read is dropped (a weak clone's, see vmo_clone),
+ *                  or a write covers part of one (nothing copied from that
+ *                  page on; writing a dropped page whole is fine);
  *         -EACCES  vmo_write on an object whose pager cannot write back
  *                  (a file opened read-only, a pager without write);
  *         -ENOMEM; -ECHILD.
@@ -301,10 +307,14 @@ VMO_API int vmo_write(vmo_t *obj, uint64_t offset, const void *buf,
  *   failed to write a page of the object back since the previous
  *   vmo_sync (the page was kept, dirty and resident), this vmo_sync
  *   returns -EIO even when its own writes succeed.
+ * On a clone, vmo_decommit discards the clone's own changes in the range
+ * (see vmo_clone); on an object with clones, a decommit that changes what
+ * it shows is a change for them like a write.
  * Errors (all three): -EINVAL misaligned offset/len or len 0;
  *         -ERANGE range outside the object;
  *         -EIO    pager or swap read (commit) or write-back (sync,
  *                 decommit) failed: failed pages stay dirty and resident;
+ *         -ENODATA (commit) a page of the range is dropped;
  *         -ENOMEM; -ECHILD.
  */
 VMO_API int vmo_commit(vmo_t *obj, uint64_t offset, uint64_t len);
@@ -499,12 +509,14 @@ VMO_API void vmo_space_destroy(vmo_space_t *space);
  * |PROT_WRITE, or PROT_NONE).  The mapping holds a reference on obj.
  * On success *addr is the mapping's address.
  * Errors: -EINVAL  misaligned offset, len or fixed address, len 0, unknown flags or
- *                  prot bits, addr NULL;
+ *                  prot bits, addr NULL, VMO_MAP_FORCE_WRITE without
+ *                  PROT_WRITE;
  *         -ERANGE  range outside the object;
  *         -EACCES  PROT_WRITE on an object that cannot be written back
  *                  (file opened read-only, pager without write);
  *         -EEXIST  VMO_MAP_FIXED over part of another libvmo mapping;
  *         -EIO     VMO_MAP_POPULATE and the pager failed (nothing mapped);
+ *         -ENODATA VMO_MAP_POPULATE and a page is dropped (nothing mapped);
  *         -ENOMEM  out of memory or address space (vm.max_map_count);
  *         -ECHILD.
  */
@@ -544,7 +556,8 @@ VMO_API int vmo_protect(vmo_space_t *space, void *addr, size_t len, int prot);
 /*
  * Errors: -EINVAL misaligned, len 0, unknown advice;
  *         -ENOENT part of the range is not mapped by this space;
- *         -EIO    WILLNEED and the pager failed; -ECHILD.
+ *         -EIO    WILLNEED and the pager failed;
+ *         -ENODATA WILLNEED and a page is dropped; -ECHILD.
  */
 VMO_API int vmo_advise(vmo_space_t *space, void *addr, size_t len,
 		       int advice);
