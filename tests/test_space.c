@@ -1807,7 +1807,7 @@ TEST(stats_version_fields_equal_the_version_macros)
 /* Call fn with st->size = sz inside a canary-filled buffer and check that
  * bytes [sz, end) were not touched. */
 static void check_short(int (*fn)(void *h, void *st), void *h, uint32_t sz,
-			size_t full)
+			size_t full, uint32_t want_version)
 {
 	union {
 		uint64_t align;
@@ -1819,7 +1819,7 @@ static void check_short(int (*fn)(void *h, void *st), void *h, uint32_t sz,
 	uint32_t got_size, version;
 	memcpy(&got_size, u.b, 4);
 	memcpy(&version, u.b + 4, 4);
-	CHECK_EQ(version, 1);
+	CHECK_EQ(version, want_version);
 	CHECK(got_size <= sz);
 	for (size_t i = sz; i < full + 64; i++)
 		if (u.b[i] != CANARY)
@@ -1847,10 +1847,11 @@ TEST(stats_with_smaller_size_write_only_that_many_bytes)
 	uint32_t sizes[] = {8, 12, 16, 20, 24, 40};
 	for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
 		check_short(space_stats_fn, e.sp, sizes[i],
-			    sizeof(vmo_space_stats_t));
-		check_short(obj_stats_fn, o, sizes[i], sizeof(vmo_stats_t));
+			    sizeof(vmo_space_stats_t), VMO_SPACE_STATS_VERSION);
+		check_short(obj_stats_fn, o, sizes[i], sizeof(vmo_stats_t),
+			    VMO_STATS_VERSION);
 		check_short(pool_stats_fn, e.pool, sizes[i],
-			    sizeof(vmo_pool_stats_t));
+			    sizeof(vmo_pool_stats_t), VMO_POOL_STATS_VERSION);
 	}
 	/* the fields that fit are filled in */
 	union {
