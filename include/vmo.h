@@ -546,7 +546,9 @@ VMO_API int vmo_protect(vmo_space_t *space, void *addr, size_t len, int prot);
 /* vmo_advise advice */
 #define VMO_ADV_NORMAL 0     /* adaptive fault-around (default) */
 #define VMO_ADV_SEQUENTIAL 1 /* largest clusters from the first fault */
-#define VMO_ADV_RANDOM 2     /* one page per fault */
+#define VMO_ADV_RANDOM 2     /* one page per fault, write-protect faults
+				included (no copy-on-write pre-image is
+				kept early for a page not yet written) */
 #define VMO_ADV_WILLNEED 3   /* fill and map the range now */
 #define VMO_ADV_DONTNEED 4   /* drop the range's page-table entries; the
 				data stays in the object and the next touch

@@ -91,6 +91,12 @@ struct vctx {
 	bool protect;  /* the content read is kept as COPY pages: protect
 			  the live pages it comes from */
 	bool again;    /* a protect met a pending mremap event: back off */
+	/* the run [self_lo, self_hi) of self that the caller has claimed
+	 * (FILLING) and is reading for: a chain that comes back to one of
+	 * those pages reads what is behind it instead of waiting for it,
+	 * which would be waiting for ourselves */
+	vmo_t *self;
+	uint64_t self_lo, self_hi;
 };
 
 /*
@@ -444,6 +450,13 @@ static int64_t show(vmo_t *o, uint64_t pg, uint64_t n, char *buf,
 		break;
 	case PG_FILLING:
 		pthread_mutex_unlock(&o->lock);
+		if (o == v->self && pg >= v->self_lo && pg < v->self_hi) {
+			/* ours: e.g. page 2 of o copied from page 3 shares it
+			 * through o's snapshot node, which shows o's live
+			 * page 3, which this same run is filling.  What it
+			 * will hold is what is behind it now. */
+			return behind(o, pg, MIN(n, v->self_hi - pg), buf, v);
+		}
 		v->wait = o;
 		v->pg = pg;
 		return -EAGAIN;
@@ -483,6 +496,11 @@ uint64_t vmo__cow_read_behind(vmo_t *o, uint64_t pg, uint64_t n, void *buf,
 	pthread_mutex_lock(&pool->cow_lock);
 	while (done < n) {
 		struct vctx v = {.protect = fill};
+		if (fill) {
+			v.self = o;
+			v.self_lo = pg;
+			v.self_hi = pg + n;
+		}
 		int64_t r = behind(o, pg + done, n - done,
 				   (char *)buf + done * PS, &v);
 		if (r > 0) {

@@ -638,19 +638,29 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
  * the mapping cannot change under the unprotect; the object work is done
  * under obj->lock with the install (vmo__obj_write_fault).
  */
+#ifndef WP_DENSE_MAX
+#define WP_DENSE_MAX PT_LEAF_PAGES
+#endif
 static void resolve_wp(vmo_space_t *s, struct vmo__handler *h,
 		       struct target *t, uint64_t pg, uint64_t w,
 		       struct vmo__hstats *st)
 {
 	uintptr_t faddr = t->base + pg * PS, send;
 	int fd = t_uffd(s, t, faddr, &send);
+	/* not a stream: offer the rest of the page's 2 MiB block, which
+	 * the object takes only where it has been written densely
+	 * (object.c, "Density clustering"); VMO_ADV_RANDOM means one page
+	 * per fault, and so opts out */
+	bool dense = w == 1 && ATOMIC_LOAD(&t->m->advice) != VMO_ADV_RANDOM;
+	if (dense)
+		w = MIN((pg | (PT_LEAF_PAGES - 1)) + 1 - pg, WP_DENSE_MAX);
 	uint64_t n = MIN(MIN(w, t->pg_hi - pg), (send - faddr) / PS);
 	int64_t k;
 	for (;;) {
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = revalidate(s, t, pg, n);
-		k = cover ? vmo__obj_write_fault(t->obj, t->m, pg, cover, fd,
-						 faddr)
+		k = cover ? vmo__obj_write_fault(t->obj, t->m, pg, cover,
+						 dense, fd, faddr)
 			  : 0;
 		pthread_rwlock_unlock(&s->lock);
 		if (k != -EAGAIN)

@@ -585,12 +585,29 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
 	pthread_mutex_unlock(&o->lock);
 }
 
+/*
+ * Density clustering for writers that are not streams.  A random writer
+ * of a snapshotted object pays a synchronous round trip per page; once an
+ * eighth of a 2 MiB block (one page-table leaf) has been written since the
+ * last protect, the rest of the block is likely to follow before the next
+ * snapshot, so a fault there unprotects up to the rest of the block after
+ * the page (its pre-images kept early).  A writer that touches 1 % of its
+ * pages never gets there; one that rewrites its whole heap in random order
+ * takes about a fifth of the faults (docs/PERFORMANCE.md, snapshot-write).
+ * The price is pre-images of pages the writer may not write after all:
+ * at most the block's resident pages, the same as if it had.
+ */
+#define WF_DENSE_MIN (PT_LEAF_PAGES / 8)
+
 /* Mappable pages from pg (at most n); -EAGAIN if page pg is FILLING.
  * obj->lock held. */
-static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n)
+static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n, bool dense)
 {
 	if (PG_STATE(vmo__pt_get(&o->pt, pg)) == PG_FILLING)
 		return -EAGAIN;
+	if (dense && n > 1 &&
+	    vmo__pt_count_leaf(&o->pt, pg, PG_WPOFF) < WF_DENSE_MIN)
+		n = 1;
 	/* A cluster treats its pages as written.  That is only a cost for
 	 * snapshots (a pre-image kept early), but it would be wrong for an
 	 * at-least-on-write or weak clone of this object, whose pages the
@@ -610,7 +627,7 @@ static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n)
 }
 
 int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
-			     uint64_t n, int fd, uintptr_t addr)
+			     uint64_t n, bool dense, int fd, uintptr_t addr)
 {
 	(void)m;
 	/* A FILLING page is installed but not yet settled by its filler,
@@ -618,11 +635,18 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 	 * without locks (-EAGAIN) and comes back. */
 	bool fam = __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
 	int64_t k;
+	/* density clustering is for copy-on-write work only: elsewhere it
+	 * would just mark unwritten pages dirty, so the guess shrinks back
+	 * to the faulting page */
+	if (dense && !fam) {
+		dense = false;
+		n = 1;
+	}
 	if (fam) {
 		/* the copy-on-write work the write needs, first */
 		pthread_mutex_lock(&o->pool->cow_lock);
 		pthread_mutex_lock(&o->lock);
-		k = wf_run(o, pg, n);
+		k = wf_run(o, pg, n, dense);
 		pthread_mutex_unlock(&o->lock);
 		if (k > 0 && vmo__cow_has_deps(o)) {
 			int r = vmo__cow_before_write(o, pg, (uint64_t)k);
@@ -637,9 +661,12 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 			vmo__cow_unlock(o->pool);
 			return k;
 		}
+		/* no further than the pages whose work was done: a page
+		 * filled meanwhile could lengthen the run */
+		n = (uint64_t)k;
 	}
 	pthread_mutex_lock(&o->lock);
-	k = wf_run(o, pg, n);
+	k = wf_run(o, pg, n, dense);
 	struct vmo__pref refs[64];
 	size_t nrefs = 0;
 	for (int64_t i = 0; i < k; i++) {

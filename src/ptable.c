@@ -212,6 +212,18 @@ static uint64_t next_rec(const void *p, unsigned level, uint64_t base,
 	return UINT64_MAX;
 }
 
+unsigned vmo__pt_count_leaf(const struct vmo__ptable *pt, uint64_t pg,
+			    uint16_t mask)
+{
+	struct pt_leaf *lf = leaf_of(pt, pg);
+	unsigned n = 0;
+	if (!lf)
+		return 0;
+	for (unsigned i = 0; i < PT_LEAF_PAGES; i++)
+		n += (lf->st[i] & mask) != 0;
+	return n;
+}
+
 uint64_t vmo__pt_next_used(const struct vmo__ptable *pt, uint64_t pg,
 			   uint64_t end)
 {

@@ -193,6 +193,10 @@ VMO__HIDDEN uint32_t vmo__pt_slot(const struct vmo__ptable *pt, uint64_t pg);
  * 0 or -ENOMEM (the leaf's slot array is allocated on first use). */
 VMO__HIDDEN int vmo__pt_set_slot(struct vmo__ptable *pt, uint64_t pg,
 				 uint32_t slot);
+/* How many pages of pg's leaf (the PT_LEAF_PAGES-aligned block holding
+ * pg) have a word with a bit of mask set. */
+VMO__HIDDEN unsigned vmo__pt_count_leaf(const struct vmo__ptable *pt,
+					uint64_t pg, uint16_t mask);
 /* First page >= pg and < end whose state word is non-zero, or end. */
 VMO__HIDDEN uint64_t vmo__pt_next_used(const struct vmo__ptable *pt,
 				       uint64_t pg, uint64_t end);
@@ -454,11 +458,14 @@ static inline bool vmo__obj_wp_needed(const vmo_t *o, uint16_t b)
  * of mappable pages from pg, then unprotect it in m through uffd fd from
  * address addr (which wakes the faulting thread).  Returns pages
  * unprotected, 0 if page pg is no longer resident (the caller wakes the
- * thread, which faults again), or a negative errno.
+ * thread, which faults again), or a negative errno.  With `dense`, pages
+ * after pg are not a stream's but a guess: they are taken only for a
+ * copy-on-write family object whose block around pg has been written
+ * densely since the last protect (object.c, wf_run).
  */
 VMO__HIDDEN int64_t vmo__obj_write_fault(vmo_t *obj, struct vmo__mapping *m,
-					 uint64_t pg, uint64_t n, int fd,
-					 uintptr_t addr);
+					 uint64_t pg, uint64_t n, bool dense,
+					 int fd, uintptr_t addr);
 /* Write-protect object bytes [s, e) in mapping m; 0 or -EAGAIN (an
  * mremap event is pending on its uffd: drop locks and retry).  obj->lock
  * held. */
@@ -569,7 +576,9 @@ VMO__HIDDEN void vmo__obj_log_wpoff(vmo_t *obj, uint64_t pg, uint64_t n);
  * content (FILLING from the chain, ABSENT of a clone, SHARED).  Returns
  * pages read from pg (>= 0; fewer than n when page pg+ret is dropped:
  * *err = -ENODATA, or unreadable: *err = -EIO / -ENOMEM).  `fill` says
- * the pages will be kept as COPY pages (their sources are protected).
+ * the caller has claimed [pg, pg+n) (FILLING) and keeps them as COPY
+ * pages: their sources are protected, and a chain that leads back into
+ * the claimed run reads what is behind those pages instead of waiting.
  */
 VMO__HIDDEN uint64_t vmo__cow_read_behind(vmo_t *o, uint64_t pg, uint64_t n,
 					  void *buf, bool fill, int *err);

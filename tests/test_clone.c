@@ -276,6 +276,69 @@ TEST(copy_scatter_gather_share_then_diverge)
 	free(x);
 }
 
+/*
+ * Page 3 of d shares a page of s; page 2 of d is then copied from page 3:
+ * it shares it through d's own snapshot node, which shows d's live page 3.
+ * A fill of pages 2 and 3 together (one write fault with fault-around, or
+ * one vmo_write across both) claims both and must read page 2 through page
+ * 3 -- not wait for page 3, which the same fill holds.
+ */
+TEST(fill_of_a_page_copied_from_a_shared_neighbour_in_the_same_run)
+{
+	struct env e = env_new(0);
+	for (int via_map = 0; via_map < 2; via_map++) {
+		vmo_t *s = anon(e.pool, NP), *d = anon(e.pool, NP);
+		wtag(s, 1, 0, NP);
+		wtag(d, 7, 0, NP);
+		OK(vmo_copy(s, 10 * PG, d, 3 * PG, PG, 0));
+		OK(vmo_copy(d, 3 * PG, d, 2 * PG, PG, 0));
+		unsigned char *x = malloc(PG), *b = malloc(2 * PG);
+		tag_page(x, 1, 10);
+		if (via_map) {
+			unsigned char *m = NULL;
+			OK(vmo_map(e.sp, d, 0, NP * PG, PROT_READ | PROT_WRITE, 0,
+				   (void **)&m));
+			OK(vmo_advise(e.sp, m, NP * PG, VMO_ADV_SEQUENTIAL));
+			m[2 * PG + 5] = 0xEE; /* one fault fills pages 2.. */
+			m[3 * PG + 6] = 0xDD;
+			memcpy(b, m + 2 * PG, 2 * PG);
+			OK(vmo_unmap(e.sp, m, NP * PG));
+		} else {
+			/* bytes 5.. of page 2 and ..6 of page 3: both pages
+			 * are partly written, so both are filled first */
+			unsigned char *w = malloc(PG + 2);
+			memcpy(w, x + 5, PG - 5);
+			memcpy(w + PG - 5, x, 7);
+			w[0] = 0xEE;
+			w[PG + 1] = 0xDD;
+			OK(vmo_write(d, 2 * PG + 5, w, PG + 2));
+			free(w);
+			OK(vmo_read(d, 2 * PG, b, 2 * PG));
+		}
+		for (size_t pg = 0; pg < 2; pg++)
+			for (size_t i = 0; i < PG; i++) {
+				unsigned char want = x[i];
+				if (pg == 0 && i == 5)
+					want = 0xEE;
+				if (pg == 1 && i == 6)
+					want = 0xDD;
+				if (b[pg * PG + i] != want)
+					FAIL("%s: page %zu byte %zu is %#x, want "
+					     "%#x", via_map ? "mapping" : "vmo_write",
+					     2 + pg, i, b[pg * PG + i], want);
+			}
+		rtag(s, 1, 0, NP); /* the source is untouched */
+		rtag(d, 7, 0, 2);
+		rtag(d, 7, 4, NP - 4);
+		free(x);
+		free(b);
+		vmo_unref(d);
+		vmo_unref(s);
+		CHECK_EQ(pstat(e.pool).hidden_nodes, 0);
+	}
+	env_free(&e);
+}
+
 /* ------------------------------------------------------------- bad input */
 
 TEST(bad_input_changes_nothing)
@@ -719,6 +782,61 @@ TEST(force_write_mapping_takes_no_write_fault)
 	env_free(&e);
 	vmo_unref(c);
 	vmo_unref(c2);
+	vmo_unref(s);
+}
+
+/*
+ * A writer that is not a stream but writes a 2 MiB block densely after a
+ * snapshot: once an eighth of the block is written, a fault unprotects the
+ * rest of the block after it, keeping its pre-images early; a sparse
+ * writer gets one fault per page and no pre-image it did not cause;
+ * VMO_ADV_RANDOM opts out.  The snapshot's content is exact in every case.
+ */
+TEST(dense_random_writer_takes_fewer_write_faults)
+{
+	struct env e = env_new(0);
+	enum { B = 512 }; /* pages of a block */
+	vmo_t *s = anon(e.pool, 3 * B), *c;
+	wtag(s, 1, 0, 3 * B);
+	unsigned char *p = NULL;
+	OK(vmo_map(e.sp, s, 0, 3 * B * PG, PROT_READ | PROT_WRITE, 0,
+		   (void **)&p));
+	mtag(p, 1, 0, 3 * B); /* all mapped (read faults), protected */
+	OK(vmo_advise(e.sp, p + 2 * B * PG, B * PG, VMO_ADV_RANDOM));
+	OK(vmo_clone(s, 0, 3 * B * PG, VMO_CLONE_SNAPSHOT, &c));
+	CHECK_EQ(pstat(e.pool).hidden_pages, 0);
+
+	/* block 1, sparse: 32 pages (1/16), 97 apart mod B */
+	vmo_space_stats_t b0 = sstat(e.sp);
+	for (size_t i = 0; i < 32; i++)
+		mwrite(p, 2, B + (i * 97) % B, 1);
+	vmo_space_stats_t b1 = sstat(e.sp);
+	CHECK_EQ(b1.faults_wp - b0.faults_wp, 32);
+	CHECK_EQ(pstat(e.pool).hidden_pages, 32);
+
+	/* block 0, dense: every page, 7 apart mod B */
+	for (size_t i = 0; i < B; i++)
+		mwrite(p, 2, (i * 7) % B, 1);
+	vmo_space_stats_t b2 = sstat(e.sp);
+	uint64_t dense = b2.faults_wp - b1.faults_wp;
+	CHECK(dense >= B / 8 && dense <= B / 4);
+	CHECK_EQ(pstat(e.pool).hidden_pages, 32 + B);
+
+	/* block 2, the same order with VMO_ADV_RANDOM: a fault per page */
+	for (size_t i = 0; i < B; i++)
+		mwrite(p, 2, 2 * B + (i * 7) % B, 1);
+	vmo_space_stats_t b3 = sstat(e.sp);
+	CHECK_EQ(b3.faults_wp - b2.faults_wp, B);
+	CHECK_EQ(pstat(e.pool).hidden_pages, 32 + 2 * B);
+
+	rtag(c, 1, 0, 3 * B);
+	rtag(s, 2, 0, B);
+	rtag(s, 2, 2 * B, B);
+	for (size_t i = 0; i < 32; i++)
+		rtag(s, 2, B + (i * 97) % B, 1);
+	vmo_unref(c);
+	CHECK_EQ(pstat(e.pool).hidden_pages, 0);
+	env_free(&e);
 	vmo_unref(s);
 }
 
