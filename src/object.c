@@ -597,7 +597,9 @@ void vmo__obj_fill_done(vmo_t *o, uint64_t pg, uint64_t k, bool ok,
  * The price is pre-images of pages the writer may not write after all:
  * at most the block's resident pages, the same as if it had.
  */
+#ifndef WF_DENSE_MIN
 #define WF_DENSE_MIN (PT_LEAF_PAGES / 8)
+#endif
 
 /* Mappable pages from pg (at most n); -EAGAIN if page pg is FILLING.
  * obj->lock held. */
