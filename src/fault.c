@@ -891,6 +891,15 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	int64_t r = resolve_run(s, &t, pg, w, true, false, h->buf, st);
 	if (r == -ENOENT)
 		OWNER_ADD(&st->spurious, 1);
+	if (r > 0 && t.wfault && t.sync_wp &&
+	    __atomic_load_n(&t.obj->fam, __ATOMIC_ACQUIRE))
+		/* A write to a page of a copy-on-write family object that
+		 * was just installed write-protected: do the copy-on-write
+		 * work and unprotect now, not after a second round trip
+		 * (the thread, woken by the install, takes the write-protect
+		 * fault only if it gets there first; that fault then finds
+		 * the work done).  Not counted as a write-protect fault. */
+		resolve_wp(s, h, &t, pg, 1, st);
 	if (r > 0 && (uint64_t)r < w) {
 		/* the mapping struct holds the predictor: re-look it up,
 		 * an unmap may have freed it since */
