@@ -120,21 +120,6 @@ static void forked_new(struct forked *f, uint64_t bytes)
 		f->mem[p * (PG / 8)] = p;
 }
 
-/* fork() of this process holding f: how long fork takes in the parent.
- * (libvmo's own mappings are MADV_DONTFORK: fork does not copy them.) */
-static double fork_ms(void)
-{
-	uint64_t t = bench_now_ns();
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(0);
-	double ms = (double)(bench_now_ns() - t) / 1e6;
-	if (pid < 0)
-		bench_die("fork");
-	waitpid(pid, NULL, 0);
-	return ms;
-}
-
 /* ---------------------------------------------------------- snapshot-1g */
 
 struct writer {
@@ -181,7 +166,9 @@ static void section_snapshot_1g(void)
 	vmo_unref(c);
 
 	for (int r = 0; r < rounds; r++) {
-		fk[r] = fork_ms();
+		/* this process holds f; libvmo's own mappings are
+		 * MADV_DONTFORK, so fork does not copy them */
+		fk[r] = bench_fork_ms();
 		write_random(&s, npages / 100, &rng, 2 + (uint64_t)r);
 		t = bench_now_ns();
 		bench_ok(vmo_clone(s.o, 0, obj_bytes, VMO_CLONE_SNAPSHOT, &c));

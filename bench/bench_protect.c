@@ -33,7 +33,6 @@
 
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 
 #include "../src/sys/uapi.h"
 
@@ -165,14 +164,7 @@ static double fork_ms(uint64_t bytes)
 		bench_die("mmap");
 	for (uint64_t o = 0; o < bytes; o += PG)
 		m[o] = 1;
-	uint64_t t = bench_now_ns();
-	pid_t pid = fork();
-	if (pid == 0)
-		_exit(0);
-	double ms = (double)(bench_now_ns() - t) / 1e6;
-	if (pid < 0)
-		bench_die("fork");
-	waitpid(pid, NULL, 0);
+	double ms = bench_fork_ms();
 	munmap(m, bytes);
 	return ms;
 }

@@ -70,6 +70,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -486,6 +487,22 @@ static inline void bench_name_thread(pid_t tid, const char *name)
 		return;
 	fputs(name, f);
 	fclose(f);
+}
+
+/* fork() of this process as it is now: how long the call takes in the
+ * parent (the child exits at once; it is waited for after the clock
+ * stops).  The copy-on-write baselines of bench_clone and bench_protect. */
+static inline double bench_fork_ms(void)
+{
+	uint64_t t = bench_now_ns();
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	double ms = (double)(bench_now_ns() - t) / 1e6;
+	if (pid < 0)
+		bench_die("fork: %s", strerror(errno));
+	waitpid(pid, NULL, 0);
+	return ms;
 }
 
 /* Peak resident set of this process, MiB (includes mapped memfd pages,
