@@ -672,12 +672,57 @@ out:
  * (UFFD_FEATURE_EVENT_REMAP), so there is no moment when the range is
  * mapped and not registered -- a fault then would let the kernel put a
  * zero page into the object.  The old view's page-table entries go with
- * it: the mapping keeps running and faults its pages in again (MINOR,
- * clustered).  Writes logged only in those entries are lost with them, so
- * every resident page of the range is counted dirty, before and after the
- * move.  The space lock is not held across the mremap (it waits for a
+ * it; the new view has the resident pages installed (write-protected)
+ * before the move (populate_view), so the mapping keeps running without
+ * faulting them in again.  Writes logged only in the old entries are lost
+ * with them, so every resident page of the range is counted dirty, before
+ * and after the move.  The space lock is not held across the mremap (it waits for a
  * handler to read the event); conv_lock keeps the mapping in place.
  */
+/*
+ * Map the resident pages of o's bytes [off, off+len) into the fresh view v
+ * of a conversion (registered whole in the sync set, mode `mode`),
+ * write-protected when the mode allows: v replaces the old view with
+ * mremap, and the old view's page-table entries go with it, so without
+ * this every page would cost the mapping's users a fault after their
+ * object's first clone.  Best effort (a page not installed just faults).
+ * One page-table leaf at a time under obj->lock, so that no evictor takes
+ * a page between the look and the install (as in resolve_run); a page
+ * punched later is zapped from v by the kernel like from any view.
+ */
+static void populate_view(vmo_space_t *s, vmo_t *o, uintptr_t v,
+			  uint64_t off, uint64_t len, uint64_t mode)
+{
+	int fd = vmo__uffd_of(s, VMO__SET_SYNC, v, 47, v, NULL);
+	uint64_t first = off / PS, pg = first, end = (off + len) / PS;
+	__u64 cmode = UFFDIO_CONTINUE_MODE_DONTWAKE |
+		      ((mode & UFFDIO_REGISTER_MODE_WP) ? UFFDIO_CONTINUE_MODE_WP
+							: 0);
+	while (pg < end) {
+		uint64_t lend = MIN(end, (pg | (PT_LEAF_PAGES - 1)) + 1);
+		pthread_mutex_lock(&o->lock);
+		uint64_t p = vmo__pt_next_used(&o->pt, pg, lend);
+		while (p < lend) {
+			if (!vmo__pg_mappable(vmo__pt_get(&o->pt, p))) {
+				p = vmo__pt_next_used(&o->pt, p + 1, lend);
+				continue;
+			}
+			uint64_t q = p + 1;
+			while (q < lend &&
+			       vmo__pg_mappable(vmo__pt_get(&o->pt, q)))
+				q++;
+			struct uffdio_continue c = {
+				.range = {v + (p - first) * PS, (q - p) * PS},
+				.mode = cmode,
+			};
+			(void)ioctl(fd, UFFDIO_CONTINUE, &c);
+			p = vmo__pt_next_used(&o->pt, q, lend);
+		}
+		pthread_mutex_unlock(&o->lock);
+		pg = lend;
+	}
+}
+
 int vmo__space_convert(vmo_space_t *s, uintptr_t addr, uint64_t id)
 {
 	pthread_mutex_lock(&s->conv_lock);
@@ -705,6 +750,8 @@ int vmo__space_convert(vmo_space_t *s, uintptr_t addr, uint64_t id)
 	r = register_stripes(s, VMO__SET_SYNC, (uintptr_t)v, len, 47, mode);
 	if (!r && prot != PROT_NONE && mprotect(v, len, prot) != 0)
 		r = -errno;
+	if (!r && prot != PROT_NONE)
+		populate_view(s, o, (uintptr_t)v, off, len, mode);
 	uint64_t pg = off / PS, end = (off + len) / PS;
 	if (!r && o->track)
 		vmo__obj_mark_dirty(o, pg, end);

@@ -414,6 +414,59 @@ TEST(snapshot_of_shared_file_keeps_content_after_write_and_sync)
 	close(fd);
 }
 
+/* The first clone of a write-logged object moves its mappings to the
+ * other uffd set (a new view replaces the old one); the resident pages
+ * come along mapped, so reading them takes no fault, and each first
+ * write takes exactly one (its copy-on-write). */
+TEST(first_clone_of_a_tracked_object_keeps_its_pages_mapped)
+{
+	struct env e = env_new(1);
+	size_t n = 48, len = n * PG;
+	int fd = temp_file(len, 9);
+	vmo_t *f, *c;
+	OK(vmo_create_file(e.pool, fd, 0, len, VMO_FILE_SHARED, &f));
+	unsigned char *p = NULL;
+	OK(vmo_map(e.sp, f, 0, len, PROT_READ | PROT_WRITE, 0, (void **)&p));
+	OK(vmo_advise(e.sp, p, len, VMO_ADV_WILLNEED));
+	for (size_t i = 0; i < n; i += 2)
+		p[i * PG + 1] = (unsigned char)(0x80 + i);
+	CHECK_EQ(sstat(e.sp).mappings, 1);
+	OK(vmo_clone(f, 0, len, VMO_CLONE_SNAPSHOT, &c));
+	vmo_space_stats_t s0 = sstat(e.sp);
+	unsigned sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += p[i * PG + 1];
+	vmo_space_stats_t s1 = sstat(e.sp);
+	CHECK_EQ(s1.faults_missing - s0.faults_missing, 0);
+	CHECK_EQ(s1.faults_minor - s0.faults_minor, 0);
+	CHECK_EQ(s1.faults_wp - s0.faults_wp, 0);
+	CHECK(sum > 0);
+	for (size_t i = 0; i < n; i++)
+		p[i * PG + 2] = 0x5A;
+	vmo_space_stats_t s2 = sstat(e.sp);
+	CHECK_EQ(s2.faults_minor - s1.faults_minor, 0);
+	CHECK_EQ(s2.faults_missing - s1.faults_missing, 0);
+	CHECK(s2.faults_wp - s1.faults_wp >= 1);
+	CHECK(s2.faults_wp - s1.faults_wp <= n);
+	unsigned char *want = malloc(len), *got = malloc(len);
+	pattern_fill(want, len, 9, 0);
+	for (size_t i = 0; i < n; i += 2)
+		want[i * PG + 1] = (unsigned char)(0x80 + i);
+	OK(vmo_read(c, 0, got, len));
+	SAME(got, want, len, 0, "snapshot");
+	for (size_t i = 0; i < n; i++)
+		want[i * PG + 2] = 0x5A;
+	OK(vmo_read(f, 0, got, len));
+	SAME(got, want, len, 0, "source");
+	vmo_unref(c);
+	OK(vmo_unmap(e.sp, p, len));
+	vmo_unref(f);
+	env_free(&e);
+	free(want);
+	free(got);
+	close(fd);
+}
+
 static int released;
 static void count_release(void *ctx)
 {
