@@ -49,7 +49,8 @@
  * the previous time, not the object's size.  The first time an object
  * joins a family every resident page is protected once (wp_unknown).
  * Mappings of tracked objects on the async set are converted to the sync
- * set first (space.c, vmo__space_convert).
+ * set first (space.c, vmo__space_convert): the one remap there is, once
+ * per mapping, at the same address and with the same pages mapped.
  *
  * Lifetime.  A node lives while it has users (snapshot clones attached,
  * SHARED references into it).  When the last goes, the node is merged
@@ -68,7 +69,9 @@
  * With cow_lock held at most one obj->lock is held at a time.  Nothing
  * waits with cow_lock held for something that may need it: a busy page is
  * waited for (or a pager-backed page filled) after dropping it, and the
- * operation starts again.
+ * operation starts again.  A filler never waits for a page of its own
+ * claimed run that its chain leads back to: it reads what is behind it
+ * (show, struct vctx.self).
  */
 #include "vmo_internal.h"
 #include "sys/uapi.h"
