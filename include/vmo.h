@@ -584,7 +584,11 @@ typedef struct vmo_space_stats {
 	uint64_t faults_minor;     /* resident page not yet mapped here */
 	uint64_t faults_wp;        /* write-protect faults (sync WP mode) */
 	uint64_t faults_write;     /* of all faults, those caused by writes */
-	uint64_t faults_spurious;  /* already resolved / unmapped meanwhile */
+	uint64_t faults_spurious;  /* already resolved / unmapped meanwhile,
+				      or possibly stale: a write-protect
+				      fault read across a clone of its
+				      object is only woken, and the write
+				      faults again */
 	uint64_t pages_filled;     /* pages made resident for faults */
 	uint64_t pages_mapped;     /* pages installed in page tables */
 	uint64_t clusters;         /* faults resolved with more than a page */

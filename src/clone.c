@@ -183,9 +183,20 @@ static int protect_pages(vmo_t *o, uint64_t pg, uint64_t end)
 	return 0;
 }
 
+uint64_t vmo__protect_clock;
+
+/* A protect pass over o begins (cow_lock held): write-protect faults read
+ * before now may be stale (object.c, "Stale write-protect faults"). */
+static void protect_tick(vmo_t *o)
+{
+	o->protect_seq = __atomic_add_fetch(&vmo__protect_clock, 1,
+					    __ATOMIC_SEQ_CST);
+}
+
 /* Protect and clear the WPOFF pages of [pg, pg+k) (obj->lock held). */
 static int protect_wpoff(vmo_t *o, uint64_t pg, uint64_t k)
 {
+	protect_tick(o);
 	for (uint64_t i = 0; i < k;) {
 		if (!(vmo__pt_get(&o->pt, pg + i) & PG_WPOFF)) {
 			i++;
@@ -215,6 +226,7 @@ static int cmp_u64(const void *a, const void *b)
  * every WPOFF there.  obj->lock held.  0 or -EAGAIN. */
 static int protect_resident(vmo_t *o, uint64_t pg, uint64_t end, bool any)
 {
+	protect_tick(o);
 	uint64_t p = vmo__pt_next_used(&o->pt, pg, end);
 	while (p < end) {
 		if (!vmo__pg_counts_resident(vmo__pt_get(&o->pt, p))) {

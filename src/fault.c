@@ -643,7 +643,7 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 #endif
 static void resolve_wp(vmo_space_t *s, struct vmo__handler *h,
 		       struct target *t, uint64_t pg, uint64_t w,
-		       struct vmo__hstats *st)
+		       uint64_t rseq, struct vmo__hstats *st)
 {
 	uintptr_t faddr = t->base + pg * PS, send;
 	int fd = t_uffd(s, t, faddr, &send);
@@ -660,7 +660,7 @@ static void resolve_wp(vmo_space_t *s, struct vmo__handler *h,
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = revalidate(s, t, pg, n);
 		k = cover ? vmo__obj_write_fault(t->obj, t->m, pg, cover,
-						 dense, fd, faddr)
+						 dense, rseq, fd, faddr)
 			  : 0;
 		pthread_rwlock_unlock(&s->lock);
 		if (k != -EAGAIN)
@@ -671,9 +671,12 @@ static void resolve_wp(vmo_space_t *s, struct vmo__handler *h,
 	}
 	if (k > 1)
 		OWNER_ADD(&st->clusters, 1);
+	if (k == -ESTALE)
+		OWNER_ADD(&st->spurious, 1);
 	if (k <= 0)
-		/* gone, evicted or decommitted meanwhile, or the unprotect
-		 * could not be done now: the thread faults again */
+		/* gone, evicted or decommitted meanwhile, possibly stale,
+		 * or the unprotect could not be done now: the thread (if it
+		 * still waits) faults again */
 		uffd_wake(h->uffd, faddr, PS);
 }
 
@@ -829,7 +832,7 @@ void vmo__readahead_stop(vmo_space_t *s)
 }
 
 static void handle_fault(struct vmo__handler *h, uintptr_t addr,
-			 uint64_t flags, uint64_t t0)
+			 uint64_t flags, uint64_t t0, uint64_t rseq)
 {
 	vmo_space_t *s = h->space;
 	struct vmo__hstats *st = &h->st;
@@ -881,7 +884,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	t.wfault = (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
 
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
-		resolve_wp(s, h, &t, pg, w, st);
+		resolve_wp(s, h, &t, pg, w, rseq, st);
 		target_put(s, &t);
 		OWNER_ADD(&st->lat[vmo__log2_bucket(vmo__now_ns() - t0)], 1);
 		return;
@@ -899,7 +902,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 		 * (the thread, woken by the install, takes the write-protect
 		 * fault only if it gets there first; that fault then finds
 		 * the work done).  Not counted as a write-protect fault. */
-		resolve_wp(s, h, &t, pg, 1, st);
+		resolve_wp(s, h, &t, pg, 1, rseq, st);
 	if (r > 0 && (uint64_t)r < w) {
 		/* the mapping struct holds the predictor: re-look it up,
 		 * an unmap may have freed it since */
@@ -947,6 +950,11 @@ static void *handler_main(void *arg)
 	bool quit = false;
 
 	while (!quit) {
+		/* before the read: a protect pass that ticks after it is
+		 * after every fault this read returns (object.c, "Stale
+		 * write-protect faults") */
+		uint64_t rseq = __atomic_load_n(&vmo__protect_clock,
+						__ATOMIC_SEQ_CST);
 		ssize_t n = read(h->uffd, msgs, sizeof msgs);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -966,7 +974,7 @@ static void *handler_main(void *arg)
 					quit = true;
 				continue;
 			}
-			handle_fault(h, a, msgs[i].arg.pagefault.flags, t0);
+			handle_fault(h, a, msgs[i].arg.pagefault.flags, t0, rseq);
 		}
 	}
 	return NULL;

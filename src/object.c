@@ -628,8 +628,22 @@ static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n, bool dense)
 	return (int64_t)k;
 }
 
+/*
+ * Stale write-protect faults.  A fault the handler has read stays in its
+ * hands after the faulting thread was woken by someone else (another
+ * fault on the page resolved first: every waiter on the range wakes; an
+ * unread fault of a woken thread vanishes from the queue instead).  If the
+ * page was then protected again for a new dependency (a clone), handling
+ * the old fault would do copy-on-write work for a write nobody is making:
+ * a weak clone made since would lose the page.  So a fault read before the
+ * object's last protect pass (rseq < protect_seq, both under cow_lock) is
+ * only woken: its thread, if it is still waiting, writes again and faults
+ * afresh.  Protect passes come with new dependencies only, so this costs
+ * one extra round trip per object and clone at most.
+ */
 int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
-			     uint64_t n, bool dense, int fd, uintptr_t addr)
+			     uint64_t n, bool dense, uint64_t rseq, int fd,
+			     uintptr_t addr)
 {
 	(void)m;
 	/* A FILLING page is installed but not yet settled by its filler,
@@ -647,6 +661,10 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 	if (fam) {
 		/* the copy-on-write work the write needs, first */
 		pthread_mutex_lock(&o->pool->cow_lock);
+		if (o->protect_seq > rseq) {
+			vmo__cow_unlock(o->pool);
+			return -ESTALE; /* possibly stale: wake only */
+		}
 		pthread_mutex_lock(&o->lock);
 		k = wf_run(o, pg, n, dense);
 		pthread_mutex_unlock(&o->lock);

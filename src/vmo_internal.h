@@ -392,6 +392,10 @@ struct vmo {
 	bool wp_unknown;       /* (o) pages may be mapped writable without
 				  WPOFF (it joined a family with mappings):
 				  the next protect pass covers every page */
+	uint64_t protect_seq;  /* (C) vmo__protect_clock at the last pass
+				  that protected WPOFF pages again: a
+				  write-protect fault read before it may be
+				  stale (vmo__obj_write_fault) */
 	uint64_t *wlog;        /* (o) pages made WPOFF since the last
 				  protect pass (entries may be stale) */
 	size_t nwlog, capwlog; /* (o) */
@@ -461,11 +465,14 @@ static inline bool vmo__obj_wp_needed(const vmo_t *o, uint16_t b)
  * thread, which faults again), or a negative errno.  With `dense`, pages
  * after pg are not a stream's but a guess: they are taken only for a
  * copy-on-write family object whose block around pg has been written
- * densely since the last protect (object.c, wf_run).
+ * densely since the last protect (object.c, wf_run).  `rseq` is
+ * vmo__protect_clock as it was before the fault was read: a family object
+ * protected again since then gets no copy-on-write work and -ESTALE (the
+ * fault may be stale, see object.c; the caller wakes the thread).
  */
 VMO__HIDDEN int64_t vmo__obj_write_fault(vmo_t *obj, struct vmo__mapping *m,
 					 uint64_t pg, uint64_t n, bool dense,
-					 int fd, uintptr_t addr);
+					 uint64_t rseq, int fd, uintptr_t addr);
 /* Write-protect object bytes [s, e) in mapping m; 0 or -EAGAIN (an
  * mremap event is pending on its uffd: drop locks and retry).  obj->lock
  * held. */
@@ -520,6 +527,9 @@ static inline bool vmo__obj_zero_fill(const vmo_t *o)
 
 /* A page of zeros VMO__FILL_SUB pages long (never written). */
 extern VMO__HIDDEN char vmo__zeros[];
+/* Ticks (atomically) at every pass that protects an object's WPOFF pages
+ * again (clone.c); handlers read it before they read their uffd. */
+extern VMO__HIDDEN uint64_t vmo__protect_clock;
 
 /* Mapping list maintenance (obj->lock taken inside). */
 VMO__HIDDEN void vmo__obj_add_mapping(vmo_t *obj, struct vmo__mapping *m);

@@ -446,8 +446,10 @@ TEST(first_clone_of_a_tracked_object_keeps_its_pages_mapped)
 	vmo_space_stats_t s2 = sstat(e.sp);
 	CHECK_EQ(s2.faults_minor - s1.faults_minor, 0);
 	CHECK_EQ(s2.faults_missing - s1.faults_missing, 0);
-	CHECK(s2.faults_wp - s1.faults_wp >= 1);
-	CHECK(s2.faults_wp - s1.faults_wp <= n);
+	uint64_t stale = s2.faults_spurious - s1.faults_spurious;
+	CHECK(stale <= s2.handler_threads);
+	CHECK(s2.faults_wp - s1.faults_wp - stale >= 1);
+	CHECK(s2.faults_wp - s1.faults_wp - stale <= n);
 	unsigned char *want = malloc(len), *got = malloc(len);
 	pattern_fill(want, len, 9, 0);
 	for (size_t i = 0; i < n; i += 2)
@@ -864,13 +866,18 @@ TEST(dense_random_writer_takes_fewer_write_faults)
 	for (size_t i = 0; i < 32; i++)
 		mwrite(p, 2, B + (i * 97) % B, 1);
 	vmo_space_stats_t b1 = sstat(e.sp);
-	CHECK_EQ(b1.faults_wp - b0.faults_wp, 32);
+	/* a handler that read its first fault across the clone only wakes
+	 * it (it may be stale: fault.c), and the write faults again */
+	uint64_t stale = b1.faults_spurious - b0.faults_spurious;
+	CHECK(stale <= b1.handler_threads);
+	CHECK_EQ(b1.faults_wp - b0.faults_wp - stale, 32);
 	CHECK_EQ(pstat(e.pool).hidden_pages, 32);
 
 	/* block 0, dense: every page, 7 apart mod B */
 	for (size_t i = 0; i < B; i++)
 		mwrite(p, 2, (i * 7) % B, 1);
 	vmo_space_stats_t b2 = sstat(e.sp);
+	CHECK_EQ(b2.faults_spurious, b1.faults_spurious);
 	uint64_t dense = b2.faults_wp - b1.faults_wp;
 	CHECK(dense >= B / 8 && dense <= B / 4);
 	CHECK_EQ(pstat(e.pool).hidden_pages, 32 + B);

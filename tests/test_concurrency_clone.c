@@ -96,10 +96,14 @@ static int map_read(const unsigned char *src, unsigned char *dst)
 
 /* CLONE_MODEL_TRACE=1 prints every operation (set before threads start) */
 static int trace;
+static __thread int tr_fam;
 #define TR(...)                                                 \
 	do {                                                    \
-		if (trace)                                      \
-			fprintf(stderr, __VA_ARGS__);           \
+		if (trace) {                                    \
+			char tb_[512];                          \
+			snprintf(tb_, sizeof tb_, __VA_ARGS__); \
+			fprintf(stderr, "F%d|%s", tr_fam, tb_); \
+		}                                               \
 	} while (0)
 
 /* ------------------------------------------------------------- the model */
@@ -729,11 +733,13 @@ static void fam_run(struct fam *f, unsigned nops)
 struct targ {
 	struct fam f;
 	unsigned nops;
+	int id;
 };
 
 static void *fam_thread(void *a)
 {
 	struct targ *t = a;
+	tr_fam = t->id;
 	fam_run(&t->f, t->nops);
 	return NULL;
 }
@@ -765,6 +771,7 @@ static void model_run(unsigned nthreads, uint64_t budget, uint64_t seed,
 		t[i].f.sp = e.sp;
 		t[i].f.rng = seed * 7919 + i + 1;
 		t[i].nops = nops;
+		t[i].id = (int)i;
 		pthread_create(&th[i], NULL, fam_thread, &t[i]);
 	}
 	uint64_t ops[16] = {0};
