@@ -196,11 +196,17 @@ static void protect_tick(vmo_t *o)
 /* Protect and clear the WPOFF pages of [pg, pg+k) (obj->lock held). */
 static int protect_wpoff(vmo_t *o, uint64_t pg, uint64_t k)
 {
-	protect_tick(o);
+	bool ticked = false;
 	for (uint64_t i = 0; i < k;) {
 		if (!(vmo__pt_get(&o->pt, pg + i) & PG_WPOFF)) {
 			i++;
 			continue;
+		}
+		if (!ticked) {
+			/* (only a page made writable again can be the
+			 * subject of a stale fault) */
+			protect_tick(o);
+			ticked = true;
 		}
 		uint64_t j = i + 1;
 		while (j < k && (vmo__pt_get(&o->pt, pg + j) & PG_WPOFF))

@@ -414,7 +414,16 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 					 PG_STALE) != 0;
 		}
 		if (cover && !stale && own1) {
-			/* the faulting page writable, the rest protected */
+			/* the faulting page writable, the rest protected.
+			 * Dirty before the install: the woken thread may
+			 * write it and call vmo_sync before fill_done_own,
+			 * and a sync waits for a FILLING page only if it is
+			 * dirty (a clean one it would pass over, and the
+			 * write would miss that sync) */
+			if (o->track) {
+				uint16_t b0 = vmo__pt_get(&o->pt, pg);
+				vmo__pg_set(o, pg, b0, b0 | PG_DIRTY);
+			}
 			got = install(fd, zero && !zcopy ? INST_ZERO : INST_COPY,
 				      a, PS, zcopy ? vmo__zeros : buf, false,
 				      &err) / PS;
