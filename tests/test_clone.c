@@ -469,6 +469,37 @@ TEST(first_clone_of_a_tracked_object_keeps_its_pages_mapped)
 	close(fd);
 }
 
+/* A family object nothing depends on (its clone is gone) installs a
+ * page written through a mapping writable at once; a vmo_sync right after
+ * the write must write it back (the page may not be settled yet when the
+ * writer runs again). */
+TEST(sync_right_after_a_first_write_through_a_mapping_writes_it_back)
+{
+	struct env e = env_new(1);
+	size_t n = 512, len = n * PG;
+	int fd = temp_file(len, 13);
+	vmo_t *f, *c;
+	OK(vmo_create_file(e.pool, fd, 0, len, VMO_FILE_SHARED, &f));
+	OK(vmo_clone(f, 0, len, VMO_CLONE_SNAPSHOT, &c));
+	vmo_unref(c);
+	unsigned char *p = NULL;
+	OK(vmo_map(e.sp, f, 0, len, PROT_READ | PROT_WRITE, 0, (void **)&p));
+	OK(vmo_advise(e.sp, p, len, VMO_ADV_RANDOM));
+	for (size_t i = 0; i < n; i++) {
+		unsigned char v = (unsigned char)(i * 3 + 1), got = 0;
+		p[i * PG + 5] = v;
+		OK(vmo_sync(f, i * PG, PG));
+		CHECK_EQ(pread(fd, &got, 1, (off_t)(i * PG + 5)), 1);
+		if (got != v)
+			FAIL("page %zu: the file has %#x after vmo_sync, the "
+			     "mapping wrote %#x", i, got, v);
+	}
+	OK(vmo_unmap(e.sp, p, len));
+	vmo_unref(f);
+	env_free(&e);
+	close(fd);
+}
+
 static int released;
 static void count_release(void *ctx)
 {
