@@ -93,7 +93,6 @@ struct vctx {
 	uint64_t pg;
 	bool protect;  /* the content read is kept as COPY pages: protect
 			  the live pages it comes from */
-	bool again;    /* a protect met a pending mremap event: back off */
 	/* the run [self_lo, self_hi) of self that the caller has claimed
 	 * (FILLING) and is reading for: a chain that comes back to one of
 	 * those pages reads what is behind it instead of waiting for it,
@@ -173,16 +172,6 @@ static int settle_unlocked(vmo_pool_t *pool, struct vctx *v)
 
 /* ---------------------------------------------------------- protection */
 
-/* Write-protect pages [pg, end) of o in its sync mappings.  obj->lock
- * held.  0 or -EAGAIN. */
-static int protect_pages(vmo_t *o, uint64_t pg, uint64_t end)
-{
-	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next)
-		if (m->sync_wp && vmo__map_protect(m, pg * PS, end * PS))
-			return -EAGAIN;
-	return 0;
-}
-
 uint64_t vmo__protect_clock;
 
 /* A protect pass over o begins (cow_lock held): write-protect faults read
@@ -211,12 +200,8 @@ static int protect_wpoff(vmo_t *o, uint64_t pg, uint64_t k)
 		uint64_t j = i + 1;
 		while (j < k && (vmo__pt_get(&o->pt, pg + j) & PG_WPOFF))
 			j++;
-		if (protect_pages(o, pg + i, pg + j))
+		if (vmo__obj_protect_sync(o, pg + i, pg + j))
 			return -EAGAIN;
-		for (uint64_t x = i; x < j; x++) {
-			uint16_t b = vmo__pt_get(&o->pt, pg + x);
-			vmo__pg_set(o, pg + x, b, b & (uint16_t)~PG_WPOFF);
-		}
 		i = j;
 	}
 	return 0;
@@ -230,9 +215,9 @@ static int cmp_u64(const void *a, const void *b)
 
 /* Protect the resident runs of [pg, end) in one call each and clear
  * every WPOFF there.  obj->lock held.  0 or -EAGAIN. */
-static int protect_resident(vmo_t *o, uint64_t pg, uint64_t end, bool any)
+static int protect_resident(vmo_t *o, uint64_t pg, uint64_t end)
 {
-	protect_tick(o);
+	bool ticked = false;
 	uint64_t p = vmo__pt_next_used(&o->pt, pg, end);
 	while (p < end) {
 		if (!vmo__pg_counts_resident(vmo__pt_get(&o->pt, p))) {
@@ -242,13 +227,12 @@ static int protect_resident(vmo_t *o, uint64_t pg, uint64_t end, bool any)
 		uint64_t q = p + 1;
 		while (q < end && vmo__pg_counts_resident(vmo__pt_get(&o->pt, q)))
 			q++;
-		if (any && protect_pages(o, p, q))
-			return -EAGAIN;
-		for (uint64_t i = p; i < q; i++) {
-			uint16_t b = vmo__pt_get(&o->pt, i);
-			if (b & PG_WPOFF)
-				vmo__pg_set(o, i, b, b & (uint16_t)~PG_WPOFF);
+		if (!ticked) {
+			protect_tick(o);
+			ticked = true;
 		}
+		if (vmo__obj_protect_sync(o, p, q))
+			return -EAGAIN;
 		p = vmo__pt_next_used(&o->pt, q, end);
 	}
 	return 0;
@@ -265,13 +249,10 @@ static int protect_resident(vmo_t *o, uint64_t pg, uint64_t end, bool any)
  */
 static int protect_one(vmo_t *o)
 {
-	bool any = false;
-	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next)
-		any |= m->sync_wp;
 	if (o->wp_unknown) {
 		/* every resident run protected, every WPOFF cleared: from
 		 * here on a WPOFF page is always in the log */
-		if (protect_resident(o, 0, o->npages, any))
+		if (protect_resident(o, 0, o->npages))
 			return -EAGAIN;
 		o->wp_unknown = false;
 		o->nwlog = 0;
@@ -284,7 +265,7 @@ static int protect_one(vmo_t *o)
 		runs += o->wlog[i] > o->wlog[i - 1] + 1;
 	uint64_t lo = o->wlog[0], hi = o->wlog[o->nwlog - 1] + 1;
 	if (runs * 32 > hi - lo) {
-		if (protect_resident(o, lo, hi, any))
+		if (protect_resident(o, lo, hi))
 			return -EAGAIN;
 	} else {
 		for (size_t i = 0; i < o->nwlog;) {
@@ -457,8 +438,9 @@ static int64_t show(vmo_t *o, uint64_t pg, uint64_t n, char *buf,
 		k = run_of(o, pg, n, same_readable);
 		if (v->protect && o->kind != VMO_KIND_NODE &&
 		    protect_wpoff(o, pg, k)) {
+			/* a pending mremap event: back off (settle sleeps
+			 * when v names nothing to wait for) */
 			pthread_mutex_unlock(&o->lock);
-			v->again = true;
 			return -EAGAIN;
 		}
 		r = read_memfd(o, pg, k, buf);

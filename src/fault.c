@@ -234,10 +234,6 @@ static void poison(vmo_space_t *s, int fd, int wfd, uintptr_t addr)
 
 /* ---------------------------------------------------------------- resolve */
 
-struct target;
-static void poison_page(vmo_space_t *s, const struct target *t, int fd,
-			uint64_t pg);
-
 /* The part of a mapping a resolve needs after dropping space->lock. */
 struct target {
 	vmo_t *obj;
@@ -259,6 +255,7 @@ struct target {
 			     WRITE: the caller made the pages safe to write
 			     unseen, clone.c / space.c) */
 	bool wfault;      /* the fault is a write */
+	bool pg_wp;       /* out: the fault page went in write-protected */
 };
 
 /* Wake the thread that faulted at a (installs through fd did not). */
@@ -267,26 +264,6 @@ static void fault_wake(const struct target *t, int fd, uintptr_t a)
 	uffd_wake(t->wfd >= 0 ? t->wfd : fd, a, PS);
 }
 
-/* The faulting thread gets SIGBUS at object page pg -- if the page still
- * shows nothing: under obj->lock, so that a write that gives it content
- * (and zaps markers, see PG_POISONED) comes wholly before or after.
- * Space lock held for reading, mapping revalidated. */
-static void poison_page(vmo_space_t *s, const struct target *t, int fd,
-			uint64_t pg)
-{
-	vmo_t *o = t->obj;
-	uintptr_t a = t->base + pg * PS;
-	pthread_mutex_lock(&o->lock);
-	uint16_t b = vmo__pt_get(&o->pt, pg);
-	if (PG_STATE(b) == PG_ABSENT || PG_STATE(b) == PG_DROPPED ||
-	    PG_STATE(b) == PG_SHARED) {
-		poison(s, fd, t->wfd, a);
-		vmo__obj_note_poison_locked(o, pg);
-	} else {
-		fault_wake(t, fd, a); /* it has something now: try again */
-	}
-	pthread_mutex_unlock(&o->lock);
-}
 
 /* The uffd serving address a of t, and where its stripe ends. */
 static inline int t_uffd(vmo_space_t *s, const struct target *t, uintptr_t a,
@@ -319,6 +296,36 @@ static uint64_t revalidate(vmo_space_t *s, struct target *t, uint64_t pg,
 		return 0;
 	uint64_t hi = (m->off + m->len) / PS;
 	return MIN(k, hi - pg);
+}
+
+/* The faulting thread gets SIGBUS at object page pg -- if the page still
+ * has no frame (absent, dropped, shared, or in swap that could not be
+ * read): under obj->lock, so that a write that gives it content (and zaps
+ * markers, see PG_POISONED) comes wholly before or after; a page that got
+ * one meanwhile is tried again.  The space lock is taken for the
+ * revalidation; an unmapped page is just woken (the thread retries and
+ * gets SIGSEGV).  Counts st->sigbus when it poisoned. */
+static void fail_fault_page(vmo_space_t *s, struct target *t, int fd,
+			    uint64_t pg, struct vmo__hstats *st)
+{
+	vmo_t *o = t->obj;
+	uintptr_t a = t->base + pg * PS;
+	pthread_rwlock_rdlock(&s->lock);
+	if (!revalidate(s, t, pg, 1)) {
+		fault_wake(t, fd, a);
+		pthread_rwlock_unlock(&s->lock);
+		return;
+	}
+	pthread_mutex_lock(&o->lock);
+	if (!vmo__pg_counts_resident(vmo__pt_get(&o->pt, pg))) {
+		poison(s, fd, t->wfd, a);
+		vmo__obj_note_poison_locked(o, pg);
+		OWNER_ADD(&st->sigbus, 1);
+	} else {
+		fault_wake(t, fd, a); /* it has something now: try again */
+	}
+	pthread_mutex_unlock(&o->lock);
+	pthread_rwlock_unlock(&s->lock);
 }
 
 /*
@@ -438,6 +445,8 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			got = install(fd, zero && !zcopy ? INST_ZERO : INST_COPY,
 				      a, cover * PS, zcopy ? vmo__zeros : buf,
 				      wp, &err) / PS;
+			if (done == 0 && got)
+				t->pg_wp = wp;
 		}
 		if ((cow || own1) && cover)
 			pthread_mutex_unlock(&o->lock);
@@ -506,14 +515,7 @@ static int64_t fill_run(vmo_space_t *s, struct target *t, uint64_t pg,
 	if (done == 0) {
 		/* the fault page itself failed */
 		OWNER_ADD(&st->errors, 1);
-		pthread_rwlock_rdlock(&s->lock);
-		if (revalidate(s, t, pg, 1)) {
-			poison_page(s, t, fd, pg);
-			OWNER_ADD(&st->sigbus, 1);
-		} else {
-			fault_wake(t, fd, t->base + pg * PS);
-		}
-		pthread_rwlock_unlock(&s->lock);
+		fail_fault_page(s, t, fd, pg, st);
 		return fail;
 	}
 	if (fail)
@@ -554,16 +556,8 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			return fill_run(s, t, pg, k, fault, cls, buf, st);
 		if (cls == VMO__RUN_DROPPED) {
 			/* a weak clone's dropped page: SIGBUS */
-			if (fault) {
-				pthread_rwlock_rdlock(&s->lock);
-				if (revalidate(s, t, pg, 1)) {
-					poison_page(s, t, fd, pg);
-					OWNER_ADD(&st->sigbus, 1);
-				} else {
-					fault_wake(t, fd, faddr);
-				}
-				pthread_rwlock_unlock(&s->lock);
-			}
+			if (fault)
+				fail_fault_page(s, t, fd, pg, st);
 			return -ENODATA;
 		}
 		/* Resident run: map it, under obj->lock so that no evictor
@@ -603,6 +597,8 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 		while (cover && a < cover) {
 			got = install(fd, INST_CONT, faddr + a * PS,
 				      (cover - a) * PS, NULL, wp, &err) / PS;
+			if (a == 0 && got)
+				t->pg_wp = wp;
 			OWNER_ADD(&st->mapped, got);
 			a += got;
 			if (!err)
@@ -647,29 +643,24 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
  * the mapping cannot change under the unprotect; the object work is done
  * under obj->lock with the install (vmo__obj_write_fault).
  */
-#ifndef WP_DENSE_MAX
-#define WP_DENSE_MAX PT_LEAF_PAGES
-#endif
 static void resolve_wp(vmo_space_t *s, struct vmo__handler *h,
-		       struct target *t, uint64_t pg, uint64_t w,
+		       struct target *t, uint64_t pg, uint64_t w, bool dense,
 		       uint64_t rseq, struct vmo__hstats *st)
 {
 	uintptr_t faddr = t->base + pg * PS, send;
 	int fd = t_uffd(s, t, faddr, &send);
-	/* not a stream: offer the rest of the page's 2 MiB block, which
-	 * the object takes only where it has been written densely
-	 * (object.c, "Density clustering"); VMO_ADV_RANDOM means one page
-	 * per fault, and so opts out */
-	bool dense = w == 1 && ATOMIC_LOAD(&t->m->advice) != VMO_ADV_RANDOM;
+	/* `dense`: not a stream; offer the rest of the page's 2 MiB block,
+	 * which the object takes only where it has been written densely
+	 * (object.c, "Density clustering") */
 	if (dense)
-		w = MIN((pg | (PT_LEAF_PAGES - 1)) + 1 - pg, WP_DENSE_MAX);
+		w = (pg | (PT_LEAF_PAGES - 1)) + 1 - pg;
 	uint64_t n = MIN(MIN(w, t->pg_hi - pg), (send - faddr) / PS);
 	int64_t k;
 	for (;;) {
 		pthread_rwlock_rdlock(&s->lock);
 		uint64_t cover = revalidate(s, t, pg, n);
-		k = cover ? vmo__obj_write_fault(t->obj, t->m, pg, cover,
-						 dense, rseq, fd, faddr)
+		k = cover ? vmo__obj_write_fault(t->obj, pg, cover, dense,
+						 rseq, fd, faddr)
 			  : 0;
 		pthread_rwlock_unlock(&s->lock);
 		if (k != -EAGAIN)
@@ -710,6 +701,7 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->wfd = -1;
 	t->writable = false;
 	t->wfault = false;
+	t->pg_wp = false;
 	*pg = (addr - t->base) / PS;
 	/* Pin the mapping struct (and so its object reference) until
 	 * target_put: unmap waits for busy to drain before freeing it. */
@@ -893,7 +885,11 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	t.wfault = (flags & UFFD_PAGEFAULT_FLAG_WRITE) != 0;
 
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
-		resolve_wp(s, h, &t, pg, w, rseq, st);
+		/* VMO_ADV_RANDOM: one page per fault, write-protect faults
+		 * included */
+		bool dense = w == 1 &&
+			     ATOMIC_LOAD(&t.m->advice) != VMO_ADV_RANDOM;
+		resolve_wp(s, h, &t, pg, w, dense, rseq, st);
 		target_put(s, &t);
 		OWNER_ADD(&st->lat[vmo__log2_bucket(vmo__now_ns() - t0)], 1);
 		return;
@@ -903,15 +899,16 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 	int64_t r = resolve_run(s, &t, pg, w, true, false, h->buf, st);
 	if (r == -ENOENT)
 		OWNER_ADD(&st->spurious, 1);
-	if (r > 0 && t.wfault && t.sync_wp &&
+	if (r > 0 && t.wfault && t.pg_wp && t.sync_wp &&
 	    __atomic_load_n(&t.obj->fam, __ATOMIC_ACQUIRE))
 		/* A write to a page of a copy-on-write family object that
 		 * was just installed write-protected: do the copy-on-write
 		 * work and unprotect now, not after a second round trip
 		 * (the thread, woken by the install, takes the write-protect
 		 * fault only if it gets there first; that fault then finds
-		 * the work done).  Not counted as a write-protect fault. */
-		resolve_wp(s, h, &t, pg, 1, rseq, st);
+		 * the work done).  Just the page: the run installed with it
+		 * was not written.  Not counted as a write-protect fault. */
+		resolve_wp(s, h, &t, pg, 1, false, rseq, st);
 	if (r > 0 && (uint64_t)r < w) {
 		/* the mapping struct holds the predictor: re-look it up,
 		 * an unmap may have freed it since */

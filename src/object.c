@@ -412,7 +412,7 @@ static void wp_range(struct vmo__mapping *m, uint64_t s, uint64_t e)
 /* Write-protect pages [pg, end) in every sync-set mapping registered for
  * it, and note that they are: WPOFF goes.  0 or -EAGAIN (retry with the
  * lock dropped).  obj->lock held. */
-static int protect_sync(vmo_t *o, uint64_t pg, uint64_t end)
+int vmo__obj_protect_sync(vmo_t *o, uint64_t pg, uint64_t end)
 {
 	for (struct vmo__mapping *m = o->maps; m; m = m->obj_next)
 		if (m->sync_wp && vmo__map_protect(m, pg * PS, end * PS))
@@ -607,9 +607,6 @@ static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n, bool dense)
 {
 	if (PG_STATE(vmo__pt_get(&o->pt, pg)) == PG_FILLING)
 		return -EAGAIN;
-	if (dense && n > 1 &&
-	    vmo__pt_count_leaf(&o->pt, pg, PG_WPOFF) < WF_DENSE_MIN)
-		n = 1;
 	/* A cluster treats its pages as written.  That is only a cost for
 	 * snapshots (a pre-image kept early), but it would be wrong for an
 	 * at-least-on-write or weak clone of this object, whose pages the
@@ -617,6 +614,9 @@ static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n, bool dense)
 	 * copies, which must keep following their source. */
 	if (o->deps)
 		n = MIN(n, (uint64_t)1);
+	if (dense && n > 1 &&
+	    vmo__pt_count_leaf(&o->pt, pg, PG_WPOFF) < WF_DENSE_MIN)
+		n = 1;
 	bool follow = o->ckind == VMO__CK_ALOW || o->ckind == VMO__CK_WEAK;
 	uint64_t k = 0;
 	while (k < n) {
@@ -641,23 +641,14 @@ static int64_t wf_run(vmo_t *o, uint64_t pg, uint64_t n, bool dense)
  * afresh.  Protect passes come with new dependencies only, so this costs
  * one extra round trip per object and clone at most.
  */
-int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
-			     uint64_t n, bool dense, uint64_t rseq, int fd,
-			     uintptr_t addr)
+int64_t vmo__obj_write_fault(vmo_t *o, uint64_t pg, uint64_t n, bool dense,
+			     uint64_t rseq, int fd, uintptr_t addr)
 {
-	(void)m;
 	/* A FILLING page is installed but not yet settled by its filler,
 	 * which needs the space lock we hold: the caller waits for it
 	 * without locks (-EAGAIN) and comes back. */
 	bool fam = __atomic_load_n(&o->fam, __ATOMIC_ACQUIRE);
 	int64_t k;
-	/* density clustering is for copy-on-write work only: elsewhere it
-	 * would just mark unwritten pages dirty, so the guess shrinks back
-	 * to the faulting page */
-	if (dense && !fam) {
-		dense = false;
-		n = 1;
-	}
 	if (fam) {
 		/* the copy-on-write work the write needs, first */
 		pthread_mutex_lock(&o->pool->cow_lock);
@@ -665,6 +656,15 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 			vmo__cow_unlock(o->pool);
 			return -ESTALE; /* possibly stale: wake only */
 		}
+	}
+	/* density clustering saves copy-on-write faults only: without
+	 * dependents it would just mark unwritten pages dirty and make
+	 * copies the object's own, so the guess shrinks back to the page */
+	if (dense && !(fam && vmo__cow_has_deps(o))) {
+		dense = false;
+		n = 1;
+	}
+	if (fam) {
 		pthread_mutex_lock(&o->lock);
 		k = wf_run(o, pg, n, dense);
 		pthread_mutex_unlock(&o->lock);
@@ -682,8 +682,10 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 			return k;
 		}
 		/* no further than the pages whose work was done: a page
-		 * filled meanwhile could lengthen the run */
+		 * filled meanwhile could lengthen the run (and the density
+		 * decision is made: cow_lock kept the count) */
 		n = (uint64_t)k;
+		dense = false;
 	}
 	pthread_mutex_lock(&o->lock);
 	k = wf_run(o, pg, n, dense);
@@ -691,6 +693,12 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 	size_t nrefs = 0;
 	for (int64_t i = 0; i < k; i++) {
 		uint16_t c = vmo__pt_get(&o->pt, pg + (uint64_t)i), nv = c;
+		if (fam && (c & PG_HASREF) && nrefs == 64) {
+			/* the references to drop after the locks are full:
+			 * the run ends here (the rest faults again) */
+			k = i;
+			break;
+		}
 		if (o->track)
 			nv |= PG_DIRTY;
 		if (fam) {
@@ -699,10 +707,8 @@ int64_t vmo__obj_write_fault(vmo_t *o, struct vmo__mapping *m, uint64_t pg,
 			 * written is the clone's own */
 			nv |= PG_WPOFF;
 			nv &= (uint16_t)~(PG_COPY | PG_HASREF);
-			if ((c & PG_HASREF) && nrefs < 64)
+			if (c & PG_HASREF)
 				refs[nrefs++] = vmo__pt_ref(&o->pt, pg + (uint64_t)i);
-			else if (c & PG_HASREF)
-				nv |= PG_HASREF | (c & PG_COPY); /* next time */
 			if (!(c & PG_WPOFF))
 				vmo__obj_log_wpoff(o, pg + (uint64_t)i, 1);
 		}
@@ -1312,7 +1318,7 @@ int vmo__obj_sync_range(vmo_t *o, uint64_t pg, uint64_t end)
 		}
 		/* sync-set mappings see a page's next write only if it is
 		 * protected again before it is cleaned */
-		if (protect_sync(o, p, p + k) != 0) {
+		if (vmo__obj_protect_sync(o, p, p + k) != 0) {
 			pthread_mutex_unlock(&o->lock);
 			sched_yield();
 			pthread_mutex_lock(&o->lock);

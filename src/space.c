@@ -761,7 +761,7 @@ int vmo__space_convert(vmo_space_t *s, uintptr_t addr, uint64_t id)
 	if (r) {
 		munmap(v, len);
 		pthread_mutex_unlock(&s->conv_lock);
-		return r == -ENOMEM ? r : -ENOMEM;
+		return -ENOMEM;
 	}
 	pthread_rwlock_wrlock(&s->lock);
 	pthread_mutex_lock(&o->lock);

@@ -456,11 +456,11 @@ static inline bool vmo__obj_wp_needed(const vmo_t *o, uint16_t b)
 	return __atomic_load_n(&o->fam, __ATOMIC_RELAXED) && !(b & PG_WPOFF);
 }
 /*
- * The write-protect fault of a sync-set mapping m on object pages
- * [pg, pg+n) (space lock held for reading, m revalidated): do the work the
- * first write needs (clone.c's copy-on-write, the dirty mark) on the run
- * of mappable pages from pg, then unprotect it in m through uffd fd from
- * address addr (which wakes the faulting thread).  Returns pages
+ * The write-protect fault of a sync-set mapping on object pages
+ * [pg, pg+n) (space lock held for reading, the mapping revalidated): do
+ * the work the first write needs (clone.c's copy-on-write, the dirty mark)
+ * on the run of mappable pages from pg, then unprotect it in the mapping
+ * through uffd fd from address addr (which wakes the faulting thread).  Returns pages
  * unprotected, 0 if page pg is no longer resident (the caller wakes the
  * thread, which faults again), or a negative errno.  With `dense`, pages
  * after pg are not a stream's but a guess: they are taken only for a
@@ -470,9 +470,13 @@ static inline bool vmo__obj_wp_needed(const vmo_t *o, uint16_t b)
  * protected again since then gets no copy-on-write work and -ESTALE (the
  * fault may be stale, see object.c; the caller wakes the thread).
  */
-VMO__HIDDEN int64_t vmo__obj_write_fault(vmo_t *obj, struct vmo__mapping *m,
-					 uint64_t pg, uint64_t n, bool dense,
-					 uint64_t rseq, int fd, uintptr_t addr);
+VMO__HIDDEN int64_t vmo__obj_write_fault(vmo_t *obj, uint64_t pg, uint64_t n,
+					 bool dense, uint64_t rseq, int fd,
+					 uintptr_t addr);
+/* Write-protect pages [pg, end) of o in every sync-set mapping registered
+ * for it and clear their WPOFF.  0 or -EAGAIN (an mremap event is
+ * pending: retry with the locks dropped).  obj->lock held. */
+VMO__HIDDEN int vmo__obj_protect_sync(vmo_t *o, uint64_t pg, uint64_t end);
 /* Write-protect object bytes [s, e) in mapping m; 0 or -EAGAIN (an
  * mremap event is pending on its uffd: drop locks and retry).  obj->lock
  * held. */

@@ -22,6 +22,8 @@
 #include "testlib.h"
 
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -568,6 +570,60 @@ TEST(pool_stats_old_struct_size_gets_only_old_fields)
 	     i++)
 		CHECK_EQ(b[i], 0xAB);
 	vmo_pool_destroy(p);
+}
+
+static sigjmp_buf swbus_jb;
+static void swbus(int sig)
+{
+	(void)sig;
+	siglongjmp(swbus_jb, 1);
+}
+
+/* A swapped page whose slot cannot be read (the swap file was truncated
+ * under the pool) is an error, not a loop: vmo_read returns -EIO and a
+ * mapping's access raises SIGBUS. */
+TEST(unreadable_swap_slot_is_eio_and_sigbus)
+{
+	char dir[64], path[128];
+	temp_dir(dir);
+	snprintf(path, sizeof path, "%s/swap", dir);
+	vmo_pool_options_t po = popts(64 * PG, path, 256 * PG, 0, 0);
+	vmo_pool_t *p = NULL;
+	OK(vmo_pool_create(&po, &p));
+	vmo_space_options_t so = {.size = sizeof so, .handler_threads = 1};
+	vmo_space_t *sp;
+	OK(vmo_space_create(p, &so, &sp));
+	vmo_t *o;
+	OK(vmo_create(p, 32 * PG, 0, &o));
+	unsigned char *ref = malloc(32 * PG);
+	uint64_t s = 17;
+	fill_rand(ref, 32 * PG, &s);
+	OK(vmo_write(o, 0, ref, 32 * PG));
+	vmo_stats_t os = push_out(p, o);
+	CHECK_EQ(os.swapped_pages, 32);
+	CHECK_EQ(truncate(path, 0), 0);
+	unsigned char b[8];
+	CHECK_ERR(vmo_read(o, 0, b, sizeof b), -EIO);
+	volatile unsigned char *m = NULL;
+	OK(vmo_map(sp, o, 0, 32 * PG, PROT_READ, 0, (void **)&m));
+	struct sigaction sa, old;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = swbus;
+	sigaction(SIGBUS, &sa, &old);
+	volatile int bused = 0;
+	if (!sigsetjmp(swbus_jb, 1))
+		(void)m[5 * PG];
+	else
+		bused = 1;
+	sigaction(SIGBUS, &old, NULL);
+	CHECK_EQ(bused, 1);
+	CHECK_EQ(sstat(sp).sigbus, 1);
+	OK(vmo_unmap(sp, (void *)m, 32 * PG));
+	vmo_space_destroy(sp);
+	vmo_unref(o);
+	vmo_pool_destroy(p);
+	free(ref);
+	rmdir(dir);
 }
 
 TEST(object_stats_swapped_pages_and_pool_pages_filled)
