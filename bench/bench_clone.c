@@ -87,19 +87,24 @@ static void write_random(struct src *s, uint64_t n, uint64_t *rng,
 	}
 }
 
-/* Check that snapshot c shows generation <= gen for every page, and
- * exactly gen for a sample (pages not written since). */
-static void check_snapshot(vmo_t *c, uint64_t maxgen)
+/* Check a sample of snapshot c's pages: each shows its own page and a
+ * generation <= maxgen -- and, with `exact` (nothing written since the
+ * clone), exactly the word the source's mapping holds now. */
+static void check_snapshot_(vmo_t *c, const struct src *s, uint64_t maxgen,
+			    bool exact)
 {
 	uint64_t w;
 	for (uint64_t p = 0; p < npages; p += 4099) {
 		bench_ok(vmo_read(c, p * PG, &w, sizeof w));
-		if ((w >> 20) != p || (w & 0xfffff) > maxgen)
+		uint64_t want = s ? s->map[p * (PG / 8)] : 0;
+		if ((w >> 20) != p || (w & 0xfffff) > maxgen ||
+		    (exact && w != want))
 			bench_die("snapshot page %" PRIu64 " shows %#" PRIx64
-				  " (generation <= %" PRIu64 " expected)",
-				  p, w, maxgen);
+				  " (generation <= %" PRIu64 "%s expected)",
+				  p, w, maxgen, exact ? ", the source's" : "");
 	}
 }
+#define check_snapshot(c, maxgen) check_snapshot_((c), NULL, (maxgen), false)
 
 /* -------------------------------------------------------- fork baseline */
 
@@ -147,6 +152,19 @@ static void *writer_main(void *a)
 	return NULL;
 }
 
+/* vmo_clone(SNAPSHOT) of all of s, in ms; the clone is checked (outside
+ * the clock) and released.  `exact`: nothing writes meanwhile. */
+static double timed_clone(struct src *s, uint64_t maxgen, bool exact)
+{
+	vmo_t *c;
+	uint64_t t = bench_now_ns();
+	bench_ok(vmo_clone(s->o, 0, obj_bytes, VMO_CLONE_SNAPSHOT, &c));
+	double ms = (double)(bench_now_ns() - t) / 1e6;
+	check_snapshot_(c, s, maxgen, exact);
+	vmo_unref(c);
+	return ms;
+}
+
 static void section_snapshot_1g(void)
 {
 	int rounds = bench_rounds(9);
@@ -155,50 +173,38 @@ static void section_snapshot_1g(void)
 	struct forked f;
 	forked_new(&f, obj_bytes);
 	uint64_t rng = 77;
-	double first[1], v1[64], v01[64], v10[64], fk[64], vb[64];
+	double first[1], fk1[1], v1[64], v01[64], v10[64], vb[64];
+	double fk[64], fk01[64], fk10[64], fkb[64];
 
-	/* the first clone of a mapped, written object */
-	vmo_t *c;
-	uint64_t t = bench_now_ns();
-	bench_ok(vmo_clone(s.o, 0, obj_bytes, VMO_CLONE_SNAPSHOT, &c));
-	first[0] = (double)(bench_now_ns() - t) / 1e6;
-	check_snapshot(c, 1);
-	vmo_unref(c);
-
+	/* the first clone of a mapped, written object, then clones with
+	 * 1 %, 0.1 % and 10 % of the pages written since the previous one,
+	 * then while a thread keeps writing: each beside fork() runs of its
+	 * own rounds (the writer running for the last) */
+	fk1[0] = bench_fork_ms();
+	first[0] = timed_clone(&s, 1, true);
 	for (int r = 0; r < rounds; r++) {
 		/* this process holds f; libvmo's own mappings are
 		 * MADV_DONTFORK, so fork does not copy them */
 		fk[r] = bench_fork_ms();
 		write_random(&s, npages / 100, &rng, 2 + (uint64_t)r);
-		t = bench_now_ns();
-		bench_ok(vmo_clone(s.o, 0, obj_bytes, VMO_CLONE_SNAPSHOT, &c));
-		v1[r] = (double)(bench_now_ns() - t) / 1e6;
-		check_snapshot(c, 2 + (uint64_t)r);
-		vmo_unref(c);
+		v1[r] = timed_clone(&s, 2 + (uint64_t)r, true);
 	}
 	for (int r = 0; r < rounds; r++) {
+		fk01[r] = bench_fork_ms();
 		write_random(&s, npages / 1000, &rng, 50 + (uint64_t)r);
-		t = bench_now_ns();
-		bench_ok(vmo_clone(s.o, 0, obj_bytes, VMO_CLONE_SNAPSHOT, &c));
-		v01[r] = (double)(bench_now_ns() - t) / 1e6;
-		vmo_unref(c);
+		v01[r] = timed_clone(&s, 50 + (uint64_t)r, true);
 	}
 	for (int r = 0; r < rounds; r++) {
+		fk10[r] = bench_fork_ms();
 		write_random(&s, npages / 10, &rng, 100 + (uint64_t)r);
-		t = bench_now_ns();
-		bench_ok(vmo_clone(s.o, 0, obj_bytes, VMO_CLONE_SNAPSHOT, &c));
-		v10[r] = (double)(bench_now_ns() - t) / 1e6;
-		vmo_unref(c);
+		v10[r] = timed_clone(&s, 100 + (uint64_t)r, true);
 	}
-	/* in use: a thread keeps writing while snapshots are taken */
 	struct writer w = {.s = &s, .gen = 500};
 	pthread_create(&w.th, NULL, writer_main, &w);
 	for (int r = 0; r < rounds; r++) {
 		usleep(50 * 1000);
-		t = bench_now_ns();
-		bench_ok(vmo_clone(s.o, 0, obj_bytes, VMO_CLONE_SNAPSHOT, &c));
-		vb[r] = (double)(bench_now_ns() - t) / 1e6;
-		vmo_unref(c);
+		fkb[r] = bench_fork_ms();
+		vb[r] = timed_clone(&s, 500, false);
 	}
 	w.stop = 1;
 	pthread_join(w.th, NULL);
@@ -206,20 +212,22 @@ static void section_snapshot_1g(void)
 	bench_runs("snapshot-1g", v1, rounds, "ms");
 	bench_runs("fork-1g", fk, rounds, "ms");
 	bench_runs("snapshot-1g-0.1pct", v01, rounds, "ms");
+	bench_runs("fork-1g (0.1pct rounds)", fk01, rounds, "ms");
 	bench_runs("snapshot-1g-10pct", v10, rounds, "ms");
+	bench_runs("fork-1g (10pct rounds)", fk10, rounds, "ms");
 	bench_runs("snapshot-1g-while-writing", vb, rounds, "ms");
+	bench_runs("fork-1g (while writing)", fkb, rounds, "ms");
 	bench_note("writer wrote %" PRIu64 " pages while snapshots were taken",
 		   w.pages);
-	double fm = bench_median(fk, rounds);
 	bench_print_vs("snapshot-1g", bench_median(v1, rounds), "ms", "fork-1g",
-		       fm);
-	bench_print_vs("snapshot-1g-first", first[0], "ms", "fork-1g", fm);
+		       bench_median(fk, rounds));
+	bench_print_vs("snapshot-1g-first", first[0], "ms", "fork-1g", fk1[0]);
 	bench_print_vs("snapshot-1g-0.1pct", bench_median(v01, rounds), "ms",
-		       "fork-1g", fm);
+		       "fork-1g", bench_median(fk01, rounds));
 	bench_print_vs("snapshot-1g-10pct", bench_median(v10, rounds), "ms",
-		       "fork-1g", fm);
+		       "fork-1g", bench_median(fk10, rounds));
 	bench_print_vs("snapshot-1g-while-writing", bench_median(vb, rounds),
-		       "ms", "fork-1g", fm);
+		       "ms", "fork-1g-while-writing", bench_median(fkb, rounds));
 	munmap((void *)f.mem, f.bytes);
 	src_free(&s);
 }
