@@ -251,9 +251,6 @@ struct target {
 	int wfd;          /* the queue the fault came from (-1: no fault):
 			     where the faulting thread is woken, even when
 			     the mapping moved to another set meanwhile */
-	bool writable;    /* install everything writable (VMO_MAP_FORCE_
-			     WRITE: the caller made the pages safe to write
-			     unseen, clone.c / space.c) */
 	bool wfault;      /* the fault is a write */
 	bool pg_wp;       /* out: the fault page went in write-protected */
 };
@@ -277,8 +274,6 @@ static inline int t_uffd(vmo_space_t *s, const struct target *t, uintptr_t a,
  * the object tracks dirty pages or has copy-on-write relations. */
 static inline bool fill_wp(const struct target *t)
 {
-	if (t->writable)
-		return false;
 	if (t->track_wp)
 		return true;
 	return t->sync_wp && vmo__obj_wp_needed(t->obj, PG_FILLING);
@@ -573,9 +568,9 @@ static int64_t resolve_run(vmo_space_t *s, struct target *t, uint64_t pg,
 			 * protection */
 			uint64_t c = 0;
 			uint16_t b0 = vmo__pt_get(&o->pt, pg);
-			bool per_page = t->sync_wp && !t->writable;
-			wp = !t->writable &&
-			     (t->track_wp || (per_page && vmo__obj_wp_needed(o, b0)));
+			bool per_page = t->sync_wp;
+			wp = t->track_wp ||
+			     (per_page && vmo__obj_wp_needed(o, b0));
 			while (c < cover) {
 				uint16_t b = vmo__pt_get(&o->pt, pg + c);
 				if (!vmo__pg_mappable(b) ||
@@ -699,7 +694,6 @@ static bool target_of(vmo_space_t *s, uintptr_t addr, struct target *t,
 	t->reg_base = m->reg_base;
 	t->shift = m->stripe_shift;
 	t->wfd = -1;
-	t->writable = false;
 	t->wfault = false;
 	t->pg_wp = false;
 	*pg = (addr - t->base) / PS;
@@ -924,7 +918,7 @@ static void handle_fault(struct vmo__handler *h, uintptr_t addr,
 }
 
 int vmo__populate(vmo_space_t *s, uintptr_t addr, uint64_t len,
-		  struct vmo__hstats *st, void *buf, bool writable)
+		  struct vmo__hstats *st, void *buf)
 {
 	uintptr_t end = addr + len;
 	while (addr < end) {
@@ -935,7 +929,6 @@ int vmo__populate(vmo_space_t *s, uintptr_t addr, uint64_t len,
 		pthread_rwlock_unlock(&s->lock);
 		if (!found)
 			return -ENOENT;
-		t.writable = writable;
 		uint64_t w = MIN(s->max_cluster_pages, (end - addr) / PS);
 		int64_t r = resolve_run(s, &t, pg, w, false, false, buf, st);
 		target_put(s, &t);

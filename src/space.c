@@ -241,15 +241,14 @@ static int unmap_locked_range(vmo_space_t *s, uintptr_t a, size_t len,
 			      bool keep_reservation);
 
 /* Populate with this thread's own counters, merged into s->extra after. */
-static int populate_merge(vmo_space_t *s, uintptr_t a, uint64_t len,
-			  bool writable)
+static int populate_merge(vmo_space_t *s, uintptr_t a, uint64_t len)
 {
 	struct vmo__hstats st;
 	memset(&st, 0, sizeof st);
 	void *buf = malloc(VMO__FILL_SUB * PS);
 	if (!buf)
 		return -ENOMEM;
-	int r = vmo__populate(s, a, len, &st, buf, writable);
+	int r = vmo__populate(s, a, len, &st, buf);
 	free(buf);
 	pthread_mutex_lock(&s->extra_lock);
 	uint64_t *d = (uint64_t *)&s->extra;
@@ -651,7 +650,7 @@ out:
 	if (force)
 		r = vmo__cow_prepare_write(o, offset / PS, (offset + len) / PS);
 	if (!r && (flags & (VMO_MAP_POPULATE | VMO_MAP_FORCE_WRITE)))
-		r = populate_merge(s, (uintptr_t)a, len, force);
+		r = populate_merge(s, (uintptr_t)a, len);
 	if (r) {
 		unmap_locked_range(s, (uintptr_t)a, len,
 				   (flags & VMO_MAP_FIXED) != 0);
@@ -962,7 +961,7 @@ int vmo_advise(vmo_space_t *s, void *addr, size_t len, int advice)
 		pthread_rwlock_unlock(&s->lock);
 		if (!ok)
 			return -ENOENT;
-		return populate_merge(s, a, len, false);
+		return populate_merge(s, a, len);
 	}
 	pthread_mutex_lock(&s->conv_lock);
 	pthread_rwlock_wrlock(&s->lock);

@@ -460,9 +460,10 @@ static inline bool vmo__obj_wp_needed(const vmo_t *o, uint16_t b)
  * [pg, pg+n) (space lock held for reading, the mapping revalidated): do
  * the work the first write needs (clone.c's copy-on-write, the dirty mark)
  * on the run of mappable pages from pg, then unprotect it in the mapping
- * through uffd fd from address addr (which wakes the faulting thread).  Returns pages
- * unprotected, 0 if page pg is no longer resident (the caller wakes the
- * thread, which faults again), or a negative errno.  With `dense`, pages
+ * through uffd fd from address addr (which wakes the faulting thread).
+ * Returns pages unprotected, 0 if page pg is no longer resident (the
+ * caller wakes the thread, which faults again), or a negative errno.
+ * With `dense`, pages
  * after pg are not a stream's but a guess: they are taken only for a
  * copy-on-write family object whose block around pg has been written
  * densely since the last protect (object.c, wf_run).  `rseq` is
@@ -790,12 +791,14 @@ VMO__HIDDEN void vmo__handlers_stop(vmo_space_t *space);
 VMO__HIDDEN void vmo__readahead_start(vmo_space_t *space);
 VMO__HIDDEN void vmo__readahead_stop(vmo_space_t *space);
 /* Make [addr, addr+len) of mapping m resident and mapped, in clusters of up
- * to max_cluster (used by VMO_MAP_POPULATE and VMO_ADV_WILLNEED); with
- * writable, every page is installed writable (VMO_MAP_FORCE_WRITE).  Space
- * lock must NOT be held. */
+ * to max_cluster (used by VMO_MAP_POPULATE, VMO_MAP_FORCE_WRITE and
+ * VMO_ADV_WILLNEED).  Each page goes in protected or not as its word says
+ * (vmo__obj_wp_needed): pages VMO_MAP_FORCE_WRITE prepared go in
+ * writable, one evicted since comes back protected.  Space lock must NOT
+ * be held. */
 VMO__HIDDEN int vmo__populate(vmo_space_t *space, uintptr_t addr,
 			      uint64_t len, struct vmo__hstats *st,
-			      void *buf, bool writable);
+			      void *buf);
 /* The uffd set (VMO__SET_*) and UFFDIO_REGISTER mode for a new mapping
  * of o (space.c). */
 VMO__HIDDEN int vmo__map_set(const vmo_space_t *s, const vmo_t *o);
