@@ -1862,6 +1862,10 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				    (off_t)(rel[i] * PS),
 				    (off_t)((j - i) * PS)) == 0;
+		/* counted before the pages leave the resident count: a
+		 * reader that sees them gone sees them counted */
+		if (ok)
+			ATOMIC_ADD(&pool->st_evictions, j - i);
 		for (size_t x = i; x < j; x++) {
 			if (!ok) {
 				evict_undo(o, rel[x]);
@@ -1876,7 +1880,6 @@ uint64_t vmo__obj_evict(vmo_t *o, uint64_t want, uint64_t *scanned,
 	}
 	vmo__obj_wake(o);
 	pthread_mutex_unlock(&o->lock);
-	ATOMIC_ADD(&pool->st_evictions, evicted);
 	return evicted;
 }
 

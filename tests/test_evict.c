@@ -617,7 +617,7 @@ TEST(unreadable_swap_slot_is_eio_and_sigbus)
 		bused = 1;
 	sigaction(SIGBUS, &old, NULL);
 	CHECK_EQ(bused, 1);
-	CHECK_EQ(sstat(sp).sigbus, 1);
+	CHECK_EQ(sstat_settled(sp).sigbus, 1);
 	OK(vmo_unmap(sp, (void *)m, 32 * PG));
 	vmo_space_destroy(sp);
 	vmo_unref(o);

@@ -130,6 +130,25 @@ static inline vmo_space_stats_t sstat(vmo_space_t *sp)
 	return st;
 }
 
+/* sstat() once the handlers have finished their bookkeeping: a faulting
+ * thread is woken before its handler records pages_mapped, sigbus,
+ * latency...; the latency bucket comes last, so once the histogram
+ * accounts for every fault read, every counter is final (~10 s at most). */
+static inline vmo_space_stats_t sstat_settled(vmo_space_t *sp)
+{
+	vmo_space_stats_t st = sstat(sp);
+	for (int i = 0; i < 10000; i++) {
+		uint64_t n = 0;
+		for (unsigned b = 0; b < VMO_LAT_BUCKETS; b++)
+			n += st.latency_ns_log2[b];
+		if (n == st.faults_missing + st.faults_minor + st.faults_wp)
+			break;
+		usleep(1000);
+		st = sstat(sp);
+	}
+	return st;
+}
+
 static inline vmo_stats_t ostat(vmo_t *o)
 {
 	vmo_stats_t st;
