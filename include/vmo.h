@@ -457,6 +457,192 @@ VMO_API int vmo_copy_gather(vmo_t *src, const uint64_t *src_pages, size_t n,
 VMO_API int vmo_gather(vmo_t *src, const uint64_t *pages, size_t n,
 		       unsigned flags, vmo_t **out);
 
+/* -------------------------------------------------------------- write logs */
+
+/*
+ * A write log reports the pages of an object whose content changed since
+ * the log's previous collect (or its start), whatever changed them: stores
+ * through any mapping in any space, vmo_write, vmo_copy / scatter / gather
+ * into the object, vmo_decommit, and -- for at-least-on-write and weak
+ * clones -- their source's writes to pages they show through.  Reads,
+ * vmo_commit, being the source of a copy, eviction, refills, swap-in,
+ * write-back and copy-on-write pre-images are not changes: a page that was
+ * only read is never reported.  A write that races with vmo_log_collect is
+ * reported by that collect or the next one, never by neither.
+ *
+ * A log may report a page that was not written (never the reverse): pages
+ * unprotected together with a written neighbour by fault-around, every
+ * resident page once when a mapping of the object moves to another
+ * userfaultfd set (the first clone of a write-back object), every resident
+ * page of a writably mapped object when the kernel lacks a write log.
+ * vmo_log_stats counts such pages.
+ *
+ * Several logs of one object are independent: each collect starts a new
+ * epoch for its own log only.  A log holds a reference on its object.
+ *
+ * Cost: while an object has a log, the first write to each page after a
+ * collect is seen by the kernel (write-back objects and objects mapped
+ * after the log started: a trap, WP_ASYNC) or by a handler thread (objects
+ * mapped before it started, and objects with clones: a fault round trip);
+ * a collect costs what the object's mappings hold resident plus what was
+ * written.
+ */
+typedef struct vmo_log vmo_log_t;
+typedef struct vmo_range {
+	uint64_t offset, len; /* bytes, page aligned */
+} vmo_range_t;
+
+/*
+ * Start a log of obj.  flags must be 0.
+ * Errors: -EINVAL obj or out NULL, flags not 0;
+ *         -EBADF  obj was destroyed;
+ *         -EACCES obj can never be written (a read-only file or pager
+ *                 object: nothing to log);
+ *         -ENOMEM; -ECHILD.
+ */
+VMO_API int vmo_log_start(vmo_t *obj, unsigned flags, vmo_log_t **out);
+
+/*
+ * The pages written since the previous collect (or the start), as sorted,
+ * coalesced byte ranges in an array the caller frees with free() (NULL
+ * when *n is 0).  A new epoch begins atomically with the call.
+ * Errors: -EINVAL log, ranges or n NULL;
+ *         -ENOMEM nothing was collected: the next collect reports these
+ *                 pages too;
+ *         -ECHILD.
+ */
+VMO_API int vmo_log_collect(vmo_log_t *log, vmo_range_t **ranges, size_t *n);
+
+/* Stop the log and free it; drops its object reference.  NULL ignored. */
+VMO_API void vmo_log_stop(vmo_log_t *log);
+
+typedef struct vmo_log_stats {
+	uint32_t size;    /* in: sizeof(vmo_log_stats_t) */
+	uint32_t version; /* out: VMO_LOG_STATS_VERSION */
+	uint64_t collects;
+	uint64_t pages_reported;    /* pages in all collects so far */
+	uint64_t pages_speculative; /* of those, pages marked written
+				       without an observed write (see
+				       above): an upper bound on the pages
+				       reported that were not written */
+} vmo_log_stats_t;
+#define VMO_LOG_STATS_VERSION 1
+
+/* Errors: -EINVAL log or st NULL, st->size too small; -ECHILD. */
+VMO_API int vmo_log_stats(vmo_log_t *log, vmo_log_stats_t *st);
+
+/* ------------------------------------------------- checkpoints and images */
+
+/*
+ * A checkpoint image holds the contents of n objects as of one instant:
+ * one consistent cut across all of them, taken while threads keep writing
+ * through mappings and vmo_write (the instant costs what a snapshot clone
+ * costs; writers are never stopped).  docs/image-format.md describes the
+ * file: versioned, every byte covered by a checksum, optionally compressed
+ * (zstd) per block, and optionally incremental to a parent image (the
+ * pages that did not change refer to it).  Zero pages are not stored;
+ * sparse objects stay sparse.
+ */
+#define VMO_CKPT_COMPRESS 0x1u /* compress data blocks with zstd */
+#define VMO_CKPT_NO_SYNC 0x2u  /* skip the fsyncs (not durable at return) */
+
+typedef struct vmo_ckpt_options {
+	size_t size;        /* sizeof(vmo_ckpt_options_t) */
+	/* The image this one is incremental to; NULL = a full image.  Only
+	 * pages whose content differs from what the parent chain holds are
+	 * stored: found from the write log when this process wrote the
+	 * parent from the same objects, else by comparing with the parent's
+	 * per-page checksums (so chains continue across processes).  The
+	 * parent must stay where it is (it is named relative to the new
+	 * image's directory) while the chain is used. */
+	const char *parent;
+	unsigned flags;     /* VMO_CKPT_* */
+	int compress_level; /* with VMO_CKPT_COMPRESS: zstd level 1..19;
+			       0 = library default (3) */
+	/* Called from the writing thread with the bytes of object content
+	 * done and in all (zero and unchanged pages count as done). */
+	void (*progress)(void *arg, uint64_t done_bytes, uint64_t total_bytes);
+	void *progress_arg;
+} vmo_ckpt_options_t;
+typedef struct vmo_ckpt vmo_ckpt_t;
+
+/*
+ * Write an image of objs[0..n) to path.  The image is written under a
+ * temporary name in path's directory, fsync'd, renamed over path, and the
+ * directory fsync'd (VMO_CKPT_NO_SYNC skips the fsyncs); on failure, or if
+ * the process dies at any point, path is untouched (a previous image there
+ * stays intact).  Temporary files left by writers that died are removed
+ * by the next checkpoint into the same directory.
+ * Errors: -EINVAL objs or path NULL, n 0 or above 2^20, an object twice,
+ *                 opts->size too small or unknown non-zero tail, unknown
+ *                 flags, compress_level outside 0..19;
+ *         -EBADF  an object was destroyed;
+ *         -ENOENT the parent (or an image of its chain) does not exist,
+ *                 or path's directory does not exist;
+ *         -EBADMSG the parent chain is corrupt;
+ *         -ENOTSUP the parent has an unknown format version;
+ *         -ENODATA an object shows a dropped page (a weak clone's);
+ *         -EIO    a pager or swap read of an object failed, or writing
+ *                 the image failed;
+ *         -ENOSPC, -EDQUOT, -EACCES, -EROFS ...  errno of creating or
+ *                 writing the file;
+ *         -ENOMEM; -ECHILD.
+ * The objects are never changed, whatever the result.
+ */
+VMO_API int vmo_checkpoint(vmo_t *const *objs, size_t n, const char *path,
+			   const vmo_ckpt_options_t *opts);
+/*
+ * The same in the background: returns once the instant is taken; a
+ * thread of the library writes the image.  vmo_checkpoint_wait returns
+ * the result of the whole checkpoint (the errors above) and frees c.
+ * Errors of vmo_checkpoint_start: those found before the instant (bad
+ * input, parent missing or corrupt, -ENOMEM, -EAGAIN: no thread).
+ */
+VMO_API int vmo_checkpoint_start(vmo_t *const *objs, size_t n,
+				 const char *path,
+				 const vmo_ckpt_options_t *opts,
+				 vmo_ckpt_t **out);
+VMO_API int vmo_checkpoint_wait(vmo_ckpt_t *c);
+
+#define VMO_RESTORE_LAZY 0x1u     /* pages come in from the image chain on
+				     first touch */
+#define VMO_RESTORE_PREFETCH 0x2u /* with LAZY: a background thread brings
+				     the rest in */
+
+/*
+ * Create the objects of the image at path (with its parent chain) in
+ * pool: objs[i] is the image's object i, an anonymous object (writable,
+ * clonable, paged by the pool's budget) of the size it had.  *n gets the
+ * number of objects of the image.
+ * Eager (flags 0): every page is read and checked before the call returns.
+ * VMO_RESTORE_LAZY: the objects are filled from the image chain on first
+ * touch (a clean page evicted under a budget is read from the image
+ * again); the image files must stay in place while the objects live.  A
+ * page whose data fails its checksum then fails alone: vmo_read returns
+ * -EIO and a mapping's access raises SIGBUS (vmo_stats_t.pager_errors
+ * counts it).
+ * Errors: -EINVAL pool, path, objs or n NULL, unknown flags, PREFETCH
+ *                 without LAZY;
+ *         -ENOBUFS max is below the number of objects (*n says how many);
+ *         -ENOENT the image or an image of its chain does not exist;
+ *         -EBADMSG the image or its chain is corrupt (a wrong parent
+ *                 included); eager: a data block too;
+ *         -ENOTSUP unknown format version;
+ *         -EIO, -ENOMEM, -EFBIG, -ECHILD.
+ * On error no object is created.
+ */
+VMO_API int vmo_restore(vmo_pool_t *pool, const char *path, unsigned flags,
+			vmo_t **objs, size_t max, size_t *n);
+
+/*
+ * Check the image at path and its whole parent chain: every record and
+ * every checksum.  0 if intact.
+ * Errors: -EINVAL path NULL; -ENOENT the image or a parent is missing;
+ *         -EBADMSG a flipped byte, a truncation, a wrong parent;
+ *         -ENOTSUP unknown format version; -EIO, -ENOMEM.
+ */
+VMO_API int vmo_image_verify(const char *path);
+
 /* ------------------------------------------------------------------ spaces */
 
 /* vmo_space_options_t.flags */

@@ -341,6 +341,13 @@ const char *vmo_strerror(int err)
 		return "userfaultfd not available";
 	case -EPERM:
 		return "userfaultfd not permitted";
+	case -EBADMSG:
+		return "image corrupt: a checksum does not match, the file is "
+		       "truncated, or a parent image is not the one it names";
+	case -ENOBUFS:
+		return "array too small for the result";
+	case -ENOSPC:
+		return "no space left on the device";
 	case -ENODATA:
 		return "data dropped: a weak clone's page that its source "
 		       "wrote";
